@@ -1,0 +1,107 @@
+// AVX-512 linear: bf16 and INT4 weights expanded to f32 in registers, FMA against up to 8 rows
+// of x at a time so each weight row is dequantised once per 8 tokens. Compiled with -mavx512*.
+#include <immintrin.h>
+
+#include <vector>
+
+#include "kernels/cpu/linear.h"
+#include "quant/int4_format.h"
+
+namespace strata {
+
+namespace {
+
+// 32 INT4 codes (16 bytes, compressed-tensors order) times `scale` -> two [16] f32 vectors.
+inline void dequant32(const uint8_t* bytes, __m512 scale, __m512& w0, __m512& w1) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m128i lo = _mm_and_si128(v, mask);                     // elements 0, 2, 4, ...
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);  // elements 1, 3, 5, ...
+  const __m128i eight = _mm_set1_epi8(8);
+  const __m128i e0 = _mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), eight);  // elements 0..15
+  const __m128i e1 = _mm_sub_epi8(_mm_unpackhi_epi8(lo, hi), eight);  // elements 16..31
+  w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(e0)), scale);
+  w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(e1)), scale);
+}
+
+inline __m512 load_bf16x16(const uint16_t* p) {
+  __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+inline float bf16f(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+
+// One output column n for MT rows of x starting at row m0.
+template <int MT>
+inline void int4_col(const float* x, int K, const LinearWeight& w, int n, int m0, float* out) {
+  const uint8_t* row = reinterpret_cast<const uint8_t*>(w.packed + size_t(n) * (K / 8));
+  const uint16_t* sc = w.scales + size_t(n) * (K / kInt4GroupSize);
+  __m512 acc[MT];
+  for (int i = 0; i < MT; i++) acc[i] = _mm512_setzero_ps();
+  for (int g = 0; g < K / 32; g++) {
+    __m512 w0, w1;
+    dequant32(row + g * 16, _mm512_set1_ps(bf16f(sc[g])), w0, w1);
+    for (int i = 0; i < MT; i++) {
+      const float* xr = x + size_t(m0 + i) * K + g * 32;
+      acc[i] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xr), acc[i]);
+      acc[i] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xr + 16), acc[i]);
+    }
+  }
+  for (int i = 0; i < MT; i++) out[i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+template <int MT>
+inline void bf16_col(const float* x, int K, const LinearWeight& w, int n, int m0, float* out) {
+  const uint16_t* row = static_cast<const uint16_t*>(w.dense) + size_t(n) * K;
+  __m512 acc[MT];
+  for (int i = 0; i < MT; i++) acc[i] = _mm512_setzero_ps();
+  int k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m512 wv = load_bf16x16(row + k);
+    for (int i = 0; i < MT; i++) acc[i] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + size_t(m0 + i) * K + k), acc[i]);
+  }
+  for (int i = 0; i < MT; i++) {
+    float s = _mm512_reduce_add_ps(acc[i]);
+    for (int kk = k; kk < K; kk++) s += bf16f(row[kk]) * x[size_t(m0 + i) * K + kk];
+    out[i] = s;
+  }
+}
+
+template <int MT>
+inline void col_tile(const float* x, int K, const LinearWeight& w, int n, int m0, float* out) {
+  if (w.kind == WeightKind::Int4)
+    int4_col<MT>(x, K, w, n, m0, out);
+  else
+    bf16_col<MT>(x, K, w, n, m0, out);
+}
+
+}  // namespace
+
+void linear_cols_avx512(const float* x, int M, const LinearWeight& w, int n_begin, int n_end, float* y) {
+  if (w.kind != WeightKind::Int4 && w.kind != WeightKind::BF16) {
+    linear_cols_scalar(x, M, w, n_begin, n_end, y);
+    return;
+  }
+  const int K = w.n_in, N = w.n_out;
+  float out[8];
+  // m-tiles outermost inside the block: the block's weight rows stay in L1/L2 across tiles.
+  for (int m0 = 0; m0 < M; m0 += 8) {
+    const int mt = M - m0 < 8 ? M - m0 : 8;
+    for (int n = n_begin; n < n_end; n++) {
+      const float b = w.bias.empty() ? 0.f : w.bias[n];
+      if (mt == 8) {
+        col_tile<8>(x, K, w, n, m0, out);
+      } else {
+        for (int i = 0; i < mt; i++) col_tile<1>(x, K, w, n, m0 + i, out + i);
+      }
+      for (int i = 0; i < mt; i++) y[size_t(m0 + i) * N + n] = out[i] + b;
+    }
+  }
+}
+
+}  // namespace strata

@@ -1,0 +1,37 @@
+// One loader per architecture: config keys -> tensor names -> ModelWeights. Each arch file lists
+// its tensor names and which blocks each layer uses; the shared pieces are in arch_common.cpp.
+// Not the forward pass (model/decoder.cpp runs every architecture's layers).
+#pragma once
+#include <string>
+
+#include "model/model.h"
+#include "model/weight_loader.h"
+
+namespace strata {
+
+using ArchLoader = void (*)(const ModelConfig&, const WeightLoader&, ModelWeights&);
+// The loader for cfg.architecture; throws Error listing the supported ones.
+ArchLoader find_arch_loader(const std::string& architecture);
+
+void load_llama(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);
+void load_qwen3(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);
+void load_qwen3_moe(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);
+void load_mixtral(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);
+void load_deepseek_v3(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);
+void load_minimax_m2(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);
+
+// Shared pieces (arch_common.cpp).
+enum class QkNorm { None, PerHead, AllHeads };
+// embed_tokens, final norm, lm_head (or the tied embedding).
+void load_embeddings_and_head(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);
+// model.layers.{il}.input_layernorm / post_attention_layernorm.
+void load_layer_norms(const ModelConfig& c, const WeightLoader& L, int il, LayerWeights& lw);
+// q/k/v/o_proj (+ q_norm/k_norm) under `prefix` ("model.layers.3.self_attn").
+GqaWeights load_gqa(const ModelConfig& c, const WeightLoader& L, const std::string& prefix, QkNorm qk);
+// A SwiGLU FFN from three module names.
+FfnWeights load_ffn(const WeightLoader& L, const std::string& gate, const std::string& up, const std::string& down,
+                    int d_model, int d_ffn, bool bias = false);
+// Router params from the config (softmax/sigmoid, renorm, groups, scaling); bias pointer unset.
+RouterParams router_params(const ModelConfig& c);
+
+}  // namespace strata

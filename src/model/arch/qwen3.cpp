@@ -1,0 +1,19 @@
+// Qwen3ForCausalLM: Llama plus per-head RMSNorm on q and k (before rope); often tied embeddings.
+// Tensors: self_attn.{q,k,v,o}_proj, self_attn.{q,k}_norm [head_dim], mlp.{gate,up,down}_proj.
+#include "model/arch/arch.h"
+
+namespace strata {
+
+void load_qwen3(const ModelConfig& c, const WeightLoader& L, ModelWeights& w) {
+  load_embeddings_and_head(c, L, w);
+  w.layers.resize(static_cast<size_t>(c.n_layers));
+  for (int il = 0; il < c.n_layers; il++) {
+    LayerWeights& lw = w.layers[size_t(il)];
+    const std::string p = "model.layers." + std::to_string(il);
+    load_layer_norms(c, L, il, lw);
+    lw.gqa = load_gqa(c, L, p + ".self_attn", QkNorm::PerHead);
+    lw.ffn = load_ffn(L, p + ".mlp.gate_proj", p + ".mlp.up_proj", p + ".mlp.down_proj", c.d_model, c.d_ffn);
+  }
+}
+
+}  // namespace strata

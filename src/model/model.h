@@ -1,0 +1,103 @@
+// A loaded decoder-only model: weights (views into the mmapped checkpoint), its KV cache type and
+// the forward pass over a backend. Architectures differ only in how model/arch/*.cpp fill
+// ModelWeights; the layer loop (decoder.cpp) is shared because all six are pre-norm decoders.
+// Not a scheduler or batcher: forward() runs one sequence's new tokens.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "io/model_config.h"
+#include "io/safetensors.h"
+#include "model/rope.h"
+
+namespace strata {
+
+// Grouped-query attention (Llama, Qwen3, Mixtral, MiniMax-M2).
+struct GqaWeights {
+  LinearWeight q, k, v, o;   // q [H*hd, D], k/v [Hkv*hd, D], o [D, H*hd]
+  std::vector<float> q_norm;  // [hd] per head (Qwen3) or [H*hd] over all heads (MiniMax-M2); empty: none
+  std::vector<float> k_norm;  // [hd] or [Hkv*hd]; empty: none
+};
+
+// Multi-head latent attention (DeepSeek-V3, Kimi-K2).
+struct MlaWeights {
+  LinearWeight q;               // q_proj [H*(nope+rope), D] when q_lora_rank == 0
+  LinearWeight q_a, q_b;        // q_a [q_lora, D], q_b [H*(nope+rope), q_lora]
+  std::vector<float> q_a_norm;  // [q_lora]
+  LinearWeight kv_a;            // [kv_lora + rope, D]
+  std::vector<float> kv_a_norm;  // [kv_lora]
+  LinearWeight kv_b;            // [H*(nope+v), kv_lora]: per head nope rows (W_UK) then v rows (W_UV)
+  LinearWeight o;               // [D, H*v]
+};
+
+struct MoeWeights {
+  LinearWeight router;             // [E, D]
+  std::vector<float> choice_bias;  // [E] e_score_correction_bias, or empty
+  RouterParams params;             // choice_bias pointer set at load
+  std::vector<FfnWeights> experts;  // [E]
+  bool has_shared = false;
+  FfnWeights shared;  // DeepSeek shared experts (one fused FFN of width n_shared * d_expert)
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;  // [D]
+  bool is_mla = false;
+  GqaWeights gqa;
+  MlaWeights mla;
+  bool is_moe = false;
+  FfnWeights ffn;
+  MoeWeights moe;
+};
+
+struct ModelWeights {
+  LinearWeight embed;  // [V, D] (a row per token)
+  std::vector<LayerWeights> layers;
+  std::vector<float> final_norm;  // [D]
+  LinearWeight lm_head;           // [V, D] (the embedding when tied)
+};
+
+// Per-sequence KV cache, contiguous per layer. GQA layers keep K and V after rope; MLA layers keep
+// only the compressed latent (kv_lora_rank, normalised) and the roped k_pe: MLA's whole point.
+struct KvCache {
+  int capacity = 0;  // tokens
+  int n_past = 0;    // tokens already in the cache
+  std::vector<std::vector<float>> k;  // per layer [capacity, Hkv, hd]   | MLA: latent [capacity, R]
+  std::vector<std::vector<float>> v;  // per layer [capacity, Hkv, hdv]  | MLA: k_pe   [capacity, P]
+};
+
+// Stats of one forward call, summed over layers.
+struct ForwardStats {
+  size_t expert_bytes = 0;
+  int expert_activations = 0;  // sum over MoE layers of distinct experts touched
+};
+
+class Model {
+ public:
+  // Loads `dir` (config.json + safetensors). Throws Error naming file/tensor/field on any defect.
+  static std::unique_ptr<Model> load(const std::string& dir);
+
+  const ModelConfig& config() const { return cfg_; }
+  KvCache new_cache(int capacity) const;
+
+  // Runs ids [n] at positions cache.n_past.. through every layer, appends them to the cache and
+  // writes logits [n, vocab] (or [1, vocab] for the last token when !all_logits).
+  void forward(const int* ids, int n, KvCache& cache, float* logits, bool all_logits = true,
+               ForwardStats* stats = nullptr);
+
+ private:
+  void attention_gqa(int il, const float* x, int n, KvCache& c, const RopeTable& rope, const float* cos,
+                     const float* sin, float* out);
+  void attention_mla(int il, const float* x, int n, KvCache& c, const float* cos, const float* sin, float* out);
+  void moe(int il, const float* x, int n, float* out, ForwardStats* stats);
+
+  ModelConfig cfg_;
+  TensorStore store_;
+  ModelWeights w_;
+  RopeTable rope_;
+  float attn_scale_ = 1.f;
+  std::unique_ptr<Backend> backend_;
+};
+
+}  // namespace strata
