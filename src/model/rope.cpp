@@ -43,11 +43,11 @@ RopeTable make_rope_table(const RopeConfig& rc, int head_dim, int max_pos) {
       break;
     }
     case RopeType::Yarn: {
-      double factor = rc.factor;
+      // transformers 5.x: `factor` is rope_parameters.factor (max_position_embeddings /
+      // original_max_position_embeddings only when factor is absent, which the parser rejects);
+      // original_max_position_embeddings defaults to max_position_embeddings.
+      const double factor = rc.factor;
       const double orig = rc.original_max_position_embeddings > 0 ? rc.original_max_position_embeddings : max_pos;
-      // transformers: when original_max_position_embeddings is given, the factor used here is
-      // max_position_embeddings / original (DeepSeek-V3 convention).
-      if (rc.original_max_position_embeddings > 0) factor = double(max_pos) / orig;
       if (rc.attention_factor > 0) {
         attention_factor = rc.attention_factor;
       } else if (rc.mscale > 0 && rc.mscale_all_dim > 0) {
