@@ -1,1 +1,107 @@
+// CPU ops with hand-built inputs whose answers follow from the definitions: the four router kinds,
+// RoPE pair conventions, causal attention's visibility.
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "kernels/cpu/ops.h"
+
+namespace strata {
+namespace {
+
+float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+
+TEST(MoeRoute, SoftmaxTopKWithAndWithoutRenorm) {
+  const float logits[4] = {0.f, 1.f, 3.f, 2.f};
+  double z = 0;
+  for (float l : logits) z += std::exp(l);
+  RouterParams p;
+  p.n_experts = 4;
+  p.top_k = 2;
+  int ids[2];
+  float w[2];
+  moe_route_f32(logits, 1, p, ids, w);
+  EXPECT_EQ(ids[0], 2);
+  EXPECT_EQ(ids[1], 3);
+  EXPECT_NEAR(w[0], std::exp(3.0) / z, 1e-6);
+  EXPECT_NEAR(w[1], std::exp(2.0) / z, 1e-6);
+  p.renormalize = true;
+  moe_route_f32(logits, 1, p, ids, w);
+  EXPECT_NEAR(w[0] + w[1], 1.0, 1e-6);
+  EXPECT_NEAR(w[0] / w[1], std::exp(1.0), 1e-5);
+}
+
+TEST(MoeRoute, SigmoidBiasSelectsButDoesNotWeight) {
+  const float logits[4] = {2.f, 1.f, 0.f, -1.f};
+  const float bias[4] = {0.f, 0.f, 5.f, 0.f};  // pushes expert 2 into the top-2
+  RouterParams p;
+  p.n_experts = 4;
+  p.top_k = 2;
+  p.sigmoid = true;
+  p.renormalize = true;
+  p.scaling = 2.5f;
+  p.choice_bias = bias;
+  int ids[2];
+  float w[2];
+  moe_route_f32(logits, 1, p, ids, w);
+  EXPECT_EQ(ids[0], 2);
+  EXPECT_EQ(ids[1], 0);
+  const float s2 = sigmoid(0.f), s0 = sigmoid(2.f);
+  EXPECT_NEAR(w[0], 2.5f * s2 / (s2 + s0), 1e-6);
+  EXPECT_NEAR(w[1], 2.5f * s0 / (s2 + s0), 1e-6);
+}
+
+TEST(MoeRoute, GroupLimitedExcludesExpertsOutsideBestGroups) {
+  // 4 groups of 2. Expert 6 has the best single score but its group (6, 7) has the worst pair sum.
+  const float logits[8] = {1.0f, 0.9f, 0.8f, 0.8f, -3.f, -3.f, 2.0f, -5.f};
+  RouterParams p;
+  p.n_experts = 8;
+  p.top_k = 2;
+  p.sigmoid = true;
+  p.n_group = 4;
+  p.topk_group = 2;
+  int ids[2];
+  float w[2];
+  moe_route_f32(logits, 1, p, ids, w);
+  EXPECT_EQ(ids[0], 0);
+  EXPECT_EQ(ids[1], 1);
+  EXPECT_NEAR(w[0], sigmoid(1.0f), 1e-6);  // no renorm, scaling 1
+  p.n_group = 1;
+  p.topk_group = 1;
+  moe_route_f32(logits, 1, p, ids, w);
+  EXPECT_EQ(ids[0], 6);  // without groups the best single expert wins
+}
+
+TEST(Rope, HalfAndInterleavedPairsRotateTheSameAngles) {
+  // One head of 4 dims, angles a0 (pair 0) and a1 (pair 1).
+  const float a0 = 0.3f, a1 = 1.1f;
+  const float cs[2] = {std::cos(a0), std::cos(a1)}, sn[2] = {std::sin(a0), std::sin(a1)};
+  float half[4] = {1.f, 2.f, 3.f, 4.f};   // pairs (0,2), (1,3)
+  float inter[4] = {1.f, 3.f, 2.f, 4.f};  // same pairs laid out as (0,1), (2,3)
+  rope_apply_f32(half, 1, 1, 4, 4, cs, sn, false);
+  rope_apply_f32(inter, 1, 1, 4, 4, cs, sn, true);
+  EXPECT_NEAR(half[0], inter[0], 1e-6);
+  EXPECT_NEAR(half[2], inter[1], 1e-6);
+  EXPECT_NEAR(half[1], inter[2], 1e-6);
+  EXPECT_NEAR(half[3], inter[3], 1e-6);
+  EXPECT_NEAR(half[0], 1.f * std::cos(a0) - 3.f * std::sin(a0), 1e-6);
+}
+
+TEST(Attention, CausalQueryIgnoresLaterKeys) {
+  // 1 head, hd 2, 3 cached tokens; query at position 0 must return v[0] exactly.
+  const float k[6] = {1, 0, 0, 1, 5, 5};
+  const float v[6] = {1, 2, 30, 40, 500, 600};
+  const float q[2] = {3, 3};
+  float out[2] = {0, 0};
+  attention_causal_f32(q, 1, 1, 1, 2, 2, k, v, 0, 1.f, out);
+  EXPECT_FLOAT_EQ(out[0], 1.f);
+  EXPECT_FLOAT_EQ(out[1], 2.f);
+  // At position 1 it averages v[0] and v[1] with equal scores (q.k = 3 for both).
+  attention_causal_f32(q, 1, 1, 1, 2, 2, k, v, 1, 1.f, out);
+  EXPECT_NEAR(out[0], 15.5f, 1e-5);
+  EXPECT_NEAR(out[1], 21.f, 1e-5);
+}
+
+}  // namespace
+}  // namespace strata
