@@ -81,7 +81,7 @@ void linear_f32(const float* x, int M, const LinearWeight& w, float* y, CpuIsa i
   const size_t work = size_t(M) * w.bytes();
   const int n_blocks = (N + 15) / 16;
   if (work < (64u << 10) || n_blocks == 1) {
-    body(x, M, w, 0, N, y);
+    for (int b = 0; b < n_blocks; b++) body(x, M, w, b * 16, std::min(N, b * 16 + 16), y);
     return;
   }
 #pragma omp parallel for schedule(static)

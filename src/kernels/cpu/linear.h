@@ -20,7 +20,8 @@ void set_cpu_isa(CpuIsa isa);
 void linear_f32(const float* x, int M, const LinearWeight& w, float* y);
 void linear_f32(const float* x, int M, const LinearWeight& w, float* y, CpuIsa isa);
 
-// The per-ISA bodies: columns [n_begin, n_end) of y for all M rows (single-threaded).
+// The per-ISA bodies: columns [n_begin, n_end) of y for all M rows (single-threaded);
+// at most 16 columns per call (linear_f32 splits the work so).
 void linear_cols_scalar(const float* x, int M, const LinearWeight& w, int n_begin, int n_end, float* y);
 void linear_cols_avx2(const float* x, int M, const LinearWeight& w, int n_begin, int n_end, float* y);
 void linear_cols_avx512(const float* x, int M, const LinearWeight& w, int n_begin, int n_end, float* y);

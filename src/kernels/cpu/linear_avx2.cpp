@@ -39,12 +39,12 @@ inline void dequant32(const uint8_t* bytes, __m256 scale, __m256 w[4]) {
 }
 
 template <int MT>
-inline void int4_col(const float* x, int K, const LinearWeight& w, int n, int m0, float* out) {
+inline void int4_col(const float* x, int K, int k0, int k1, const LinearWeight& w, int n, int m0, float* out) {
   const uint8_t* row = reinterpret_cast<const uint8_t*>(w.packed + size_t(n) * (K / 8));
   const uint16_t* sc = w.scales + size_t(n) * (K / kInt4GroupSize);
   __m256 acc[MT];
   for (int i = 0; i < MT; i++) acc[i] = _mm256_setzero_ps();
-  for (int g = 0; g < K / 32; g++) {
+  for (int g = k0 / 32; g < k1 / 32; g++) {
     __m256 wv[4];
     dequant32(row + g * 16, _mm256_set1_ps(bf16f(sc[g])), wv);
     for (int i = 0; i < MT; i++) {
@@ -52,33 +52,33 @@ inline void int4_col(const float* x, int K, const LinearWeight& w, int n, int m0
       for (int q = 0; q < 4; q++) acc[i] = _mm256_fmadd_ps(wv[q], _mm256_loadu_ps(xr + 8 * q), acc[i]);
     }
   }
-  for (int i = 0; i < MT; i++) out[i] = hsum(acc[i]);
+  for (int i = 0; i < MT; i++) out[i] += hsum(acc[i]);
 }
 
 template <int MT>
-inline void bf16_col(const float* x, int K, const LinearWeight& w, int n, int m0, float* out) {
+inline void bf16_col(const float* x, int K, int k0, int k1, const LinearWeight& w, int n, int m0, float* out) {
   const uint16_t* row = static_cast<const uint16_t*>(w.dense) + size_t(n) * K;
   __m256 acc[MT];
   for (int i = 0; i < MT; i++) acc[i] = _mm256_setzero_ps();
-  int k = 0;
-  for (; k + 8 <= K; k += 8) {
+  int k = k0;
+  for (; k + 8 <= k1; k += 8) {
     __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k));
     const __m256 wv = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     for (int i = 0; i < MT; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + size_t(m0 + i) * K + k), acc[i]);
   }
   for (int i = 0; i < MT; i++) {
     float s = hsum(acc[i]);
-    for (int kk = k; kk < K; kk++) s += bf16f(row[kk]) * x[size_t(m0 + i) * K + kk];
-    out[i] = s;
+    for (int kk = k; kk < k1; kk++) s += bf16f(row[kk]) * x[size_t(m0 + i) * K + kk];
+    out[i] += s;
   }
 }
 
 template <int MT>
-inline void col_tile(const float* x, int K, const LinearWeight& w, int n, int m0, float* out) {
+inline void col_tile(const float* x, int K, int k0, int k1, const LinearWeight& w, int n, int m0, float* out) {
   if (w.kind == WeightKind::Int4)
-    int4_col<MT>(x, K, w, n, m0, out);
+    int4_col<MT>(x, K, k0, k1, w, n, m0, out);
   else
-    bf16_col<MT>(x, K, w, n, m0, out);
+    bf16_col<MT>(x, K, k0, k1, w, n, m0, out);
 }
 
 }  // namespace
@@ -89,18 +89,31 @@ void linear_cols_avx2(const float* x, int M, const LinearWeight& w, int n_begin,
     return;
   }
   const int K = w.n_in, N = w.n_out;
-  float out[4];
+  // Blocking: an m-tile of x rows times a K slice stays in L1 (MT x kKBlock f32) while the
+  // block's columns stream their weight slices; partial sums accumulate in `acc`.
+  constexpr int kKBlock = 2048;
+  float acc[4][16];  // [MT][columns of this call, at most 16]
+  const int n_cols = n_end - n_begin;
   for (int m0 = 0; m0 < M; m0 += 4) {
     const int mt = M - m0 < 4 ? M - m0 : 4;
-    for (int n = n_begin; n < n_end; n++) {
-      const float b = w.bias.empty() ? 0.f : w.bias[n];
-      if (mt == 4) {
-        col_tile<4>(x, K, w, n, m0, out);
-      } else {
-        for (int i = 0; i < mt; i++) col_tile<1>(x, K, w, n, m0 + i, out + i);
+    for (int i = 0; i < mt; i++)
+      for (int c = 0; c < n_cols; c++) acc[i][c] = 0.f;
+    for (int k0 = 0; k0 < K; k0 += kKBlock) {
+      const int k1 = K - k0 < kKBlock ? K : k0 + kKBlock;
+      for (int n = n_begin; n < n_end; n++) {
+        float out[4] = {};
+        switch (mt) {
+        case 4: col_tile<4>(x, K, k0, k1, w, n, m0, out); break;
+        case 3: col_tile<3>(x, K, k0, k1, w, n, m0, out); break;
+        case 2: col_tile<2>(x, K, k0, k1, w, n, m0, out); break;
+        default: col_tile<1>(x, K, k0, k1, w, n, m0, out); break;
+        }
+        for (int i = 0; i < mt; i++) acc[i][n - n_begin] += out[i];
       }
-      for (int i = 0; i < mt; i++) y[size_t(m0 + i) * N + n] = out[i] + b;
     }
+    for (int i = 0; i < mt; i++)
+      for (int n = n_begin; n < n_end; n++)
+        y[size_t(m0 + i) * N + n] = acc[i][n - n_begin] + (w.bias.empty() ? 0.f : w.bias[n]);
   }
 }
 

@@ -38,12 +38,12 @@ inline float bf16f(uint16_t h) {
 
 // One output column n for MT rows of x starting at row m0.
 template <int MT>
-inline void int4_col(const float* x, int K, const LinearWeight& w, int n, int m0, float* out) {
+inline void int4_col(const float* x, int K, int k0, int k1, const LinearWeight& w, int n, int m0, float* out) {
   const uint8_t* row = reinterpret_cast<const uint8_t*>(w.packed + size_t(n) * (K / 8));
   const uint16_t* sc = w.scales + size_t(n) * (K / kInt4GroupSize);
   __m512 acc[MT];
   for (int i = 0; i < MT; i++) acc[i] = _mm512_setzero_ps();
-  for (int g = 0; g < K / 32; g++) {
+  for (int g = k0 / 32; g < k1 / 32; g++) {
     __m512 w0, w1;
     dequant32(row + g * 16, _mm512_set1_ps(bf16f(sc[g])), w0, w1);
     for (int i = 0; i < MT; i++) {
@@ -52,32 +52,32 @@ inline void int4_col(const float* x, int K, const LinearWeight& w, int n, int m0
       acc[i] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xr + 16), acc[i]);
     }
   }
-  for (int i = 0; i < MT; i++) out[i] = _mm512_reduce_add_ps(acc[i]);
+  for (int i = 0; i < MT; i++) out[i] += _mm512_reduce_add_ps(acc[i]);
 }
 
 template <int MT>
-inline void bf16_col(const float* x, int K, const LinearWeight& w, int n, int m0, float* out) {
+inline void bf16_col(const float* x, int K, int k0, int k1, const LinearWeight& w, int n, int m0, float* out) {
   const uint16_t* row = static_cast<const uint16_t*>(w.dense) + size_t(n) * K;
   __m512 acc[MT];
   for (int i = 0; i < MT; i++) acc[i] = _mm512_setzero_ps();
-  int k = 0;
-  for (; k + 16 <= K; k += 16) {
+  int k = k0;
+  for (; k + 16 <= k1; k += 16) {
     const __m512 wv = load_bf16x16(row + k);
     for (int i = 0; i < MT; i++) acc[i] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + size_t(m0 + i) * K + k), acc[i]);
   }
   for (int i = 0; i < MT; i++) {
     float s = _mm512_reduce_add_ps(acc[i]);
-    for (int kk = k; kk < K; kk++) s += bf16f(row[kk]) * x[size_t(m0 + i) * K + kk];
-    out[i] = s;
+    for (int kk = k; kk < k1; kk++) s += bf16f(row[kk]) * x[size_t(m0 + i) * K + kk];
+    out[i] += s;
   }
 }
 
 template <int MT>
-inline void col_tile(const float* x, int K, const LinearWeight& w, int n, int m0, float* out) {
+inline void col_tile(const float* x, int K, int k0, int k1, const LinearWeight& w, int n, int m0, float* out) {
   if (w.kind == WeightKind::Int4)
-    int4_col<MT>(x, K, w, n, m0, out);
+    int4_col<MT>(x, K, k0, k1, w, n, m0, out);
   else
-    bf16_col<MT>(x, K, w, n, m0, out);
+    bf16_col<MT>(x, K, k0, k1, w, n, m0, out);
 }
 
 }  // namespace
@@ -88,19 +88,35 @@ void linear_cols_avx512(const float* x, int M, const LinearWeight& w, int n_begi
     return;
   }
   const int K = w.n_in, N = w.n_out;
-  float out[8];
-  // m-tiles outermost inside the block: the block's weight rows stay in L1/L2 across tiles.
+  // Blocking: an m-tile of x rows times a K slice stays in L1 (MT x kKBlock f32) while the
+  // block's columns stream their weight slices; partial sums accumulate in `acc`.
+  constexpr int kKBlock = 1024;
+  float acc[8][16];  // [MT][columns of this call, at most 16]
+  const int n_cols = n_end - n_begin;
   for (int m0 = 0; m0 < M; m0 += 8) {
     const int mt = M - m0 < 8 ? M - m0 : 8;
-    for (int n = n_begin; n < n_end; n++) {
-      const float b = w.bias.empty() ? 0.f : w.bias[n];
-      if (mt == 8) {
-        col_tile<8>(x, K, w, n, m0, out);
-      } else {
-        for (int i = 0; i < mt; i++) col_tile<1>(x, K, w, n, m0 + i, out + i);
+    for (int i = 0; i < mt; i++)
+      for (int c = 0; c < n_cols; c++) acc[i][c] = 0.f;
+    for (int k0 = 0; k0 < K; k0 += kKBlock) {
+      const int k1 = K - k0 < kKBlock ? K : k0 + kKBlock;
+      for (int n = n_begin; n < n_end; n++) {
+        float out[8] = {};
+        switch (mt) {
+        case 8: col_tile<8>(x, K, k0, k1, w, n, m0, out); break;
+        case 7: col_tile<7>(x, K, k0, k1, w, n, m0, out); break;
+        case 6: col_tile<6>(x, K, k0, k1, w, n, m0, out); break;
+        case 5: col_tile<5>(x, K, k0, k1, w, n, m0, out); break;
+        case 4: col_tile<4>(x, K, k0, k1, w, n, m0, out); break;
+        case 3: col_tile<3>(x, K, k0, k1, w, n, m0, out); break;
+        case 2: col_tile<2>(x, K, k0, k1, w, n, m0, out); break;
+        default: col_tile<1>(x, K, k0, k1, w, n, m0, out); break;
+        }
+        for (int i = 0; i < mt; i++) acc[i][n - n_begin] += out[i];
       }
-      for (int i = 0; i < mt; i++) y[size_t(m0 + i) * N + n] = out[i] + b;
     }
+    for (int i = 0; i < mt; i++)
+      for (int n = n_begin; n < n_end; n++)
+        y[size_t(m0 + i) * N + n] = acc[i][n - n_begin] + (w.bias.empty() ? 0.f : w.bias[n]);
   }
 }
 
