@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what building and testing Strata needs on a fresh Debian machine (idempotent).
+set -euo pipefail
+pkgs=(cmake g++ make libgtest-dev nlohmann-json3-dev)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
