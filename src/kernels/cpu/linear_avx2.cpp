@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/linear_tiling.h"
 #include "quant/int4_format.h"
 
 namespace strata {
@@ -88,33 +89,15 @@ void linear_cols_avx2(const float* x, int M, const LinearWeight& w, int n_begin,
     linear_cols_scalar(x, M, w, n_begin, n_end, y);
     return;
   }
-  const int K = w.n_in, N = w.n_out;
-  // Blocking: an m-tile of x rows times a K slice stays in L1 (MT x kKBlock f32) while the
-  // block's columns stream their weight slices; partial sums accumulate in `acc`.
-  constexpr int kKBlock = 2048;
-  float acc[4][16];  // [MT][columns of this call, at most 16]
-  const int n_cols = n_end - n_begin;
-  for (int m0 = 0; m0 < M; m0 += 4) {
-    const int mt = M - m0 < 4 ? M - m0 : 4;
-    for (int i = 0; i < mt; i++)
-      for (int c = 0; c < n_cols; c++) acc[i][c] = 0.f;
-    for (int k0 = 0; k0 < K; k0 += kKBlock) {
-      const int k1 = K - k0 < kKBlock ? K : k0 + kKBlock;
-      for (int n = n_begin; n < n_end; n++) {
-        float out[4] = {};
-        switch (mt) {
-        case 4: col_tile<4>(x, K, k0, k1, w, n, m0, out); break;
-        case 3: col_tile<3>(x, K, k0, k1, w, n, m0, out); break;
-        case 2: col_tile<2>(x, K, k0, k1, w, n, m0, out); break;
-        default: col_tile<1>(x, K, k0, k1, w, n, m0, out); break;
-        }
-        for (int i = 0; i < mt; i++) acc[i][n - n_begin] += out[i];
-      }
+  const int K = w.n_in;
+  linear_cols_tiled<4, 2048>(M, w, n_begin, n_end, y, [&](int mt, int k0, int k1, int n, int m0, float* out) {
+    switch (mt) {
+      case 4: col_tile<4>(x, K, k0, k1, w, n, m0, out); break;
+      case 3: col_tile<3>(x, K, k0, k1, w, n, m0, out); break;
+      case 2: col_tile<2>(x, K, k0, k1, w, n, m0, out); break;
+      default: col_tile<1>(x, K, k0, k1, w, n, m0, out); break;
     }
-    for (int i = 0; i < mt; i++)
-      for (int n = n_begin; n < n_end; n++)
-        y[size_t(m0 + i) * N + n] = acc[i][n - n_begin] + (w.bias.empty() ? 0.f : w.bias[n]);
-  }
+  });
 }
 
 }  // namespace strata

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/linear_tiling.h"
 #include "quant/int4_format.h"
 
 namespace strata {
@@ -87,37 +88,19 @@ void linear_cols_avx512(const float* x, int M, const LinearWeight& w, int n_begi
     linear_cols_scalar(x, M, w, n_begin, n_end, y);
     return;
   }
-  const int K = w.n_in, N = w.n_out;
-  // Blocking: an m-tile of x rows times a K slice stays in L1 (MT x kKBlock f32) while the
-  // block's columns stream their weight slices; partial sums accumulate in `acc`.
-  constexpr int kKBlock = 1024;
-  float acc[8][16];  // [MT][columns of this call, at most 16]
-  const int n_cols = n_end - n_begin;
-  for (int m0 = 0; m0 < M; m0 += 8) {
-    const int mt = M - m0 < 8 ? M - m0 : 8;
-    for (int i = 0; i < mt; i++)
-      for (int c = 0; c < n_cols; c++) acc[i][c] = 0.f;
-    for (int k0 = 0; k0 < K; k0 += kKBlock) {
-      const int k1 = K - k0 < kKBlock ? K : k0 + kKBlock;
-      for (int n = n_begin; n < n_end; n++) {
-        float out[8] = {};
-        switch (mt) {
-        case 8: col_tile<8>(x, K, k0, k1, w, n, m0, out); break;
-        case 7: col_tile<7>(x, K, k0, k1, w, n, m0, out); break;
-        case 6: col_tile<6>(x, K, k0, k1, w, n, m0, out); break;
-        case 5: col_tile<5>(x, K, k0, k1, w, n, m0, out); break;
-        case 4: col_tile<4>(x, K, k0, k1, w, n, m0, out); break;
-        case 3: col_tile<3>(x, K, k0, k1, w, n, m0, out); break;
-        case 2: col_tile<2>(x, K, k0, k1, w, n, m0, out); break;
-        default: col_tile<1>(x, K, k0, k1, w, n, m0, out); break;
-        }
-        for (int i = 0; i < mt; i++) acc[i][n - n_begin] += out[i];
-      }
+  const int K = w.n_in;
+  linear_cols_tiled<8, 1024>(M, w, n_begin, n_end, y, [&](int mt, int k0, int k1, int n, int m0, float* out) {
+    switch (mt) {
+      case 8: col_tile<8>(x, K, k0, k1, w, n, m0, out); break;
+      case 7: col_tile<7>(x, K, k0, k1, w, n, m0, out); break;
+      case 6: col_tile<6>(x, K, k0, k1, w, n, m0, out); break;
+      case 5: col_tile<5>(x, K, k0, k1, w, n, m0, out); break;
+      case 4: col_tile<4>(x, K, k0, k1, w, n, m0, out); break;
+      case 3: col_tile<3>(x, K, k0, k1, w, n, m0, out); break;
+      case 2: col_tile<2>(x, K, k0, k1, w, n, m0, out); break;
+      default: col_tile<1>(x, K, k0, k1, w, n, m0, out); break;
     }
-    for (int i = 0; i < mt; i++)
-      for (int n = n_begin; n < n_end; n++)
-        y[size_t(m0 + i) * N + n] = acc[i][n - n_begin] + (w.bias.empty() ? 0.f : w.bias[n]);
-  }
+  });
 }
 
 }  // namespace strata
