@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Builds and runs the CUDA W4A16 check and benchmark on a GPU machine; run from the repo root: bash tools/cuda/run_device.sh
+# Not a CI script and not an installer: it builds into build-cuda/ and writes logs to $OUT (default ./out).
+#
+# Build: CMake (-DSTRATA_CUDA=ON -DSTRATA_BUILD_TESTS=OFF) when cmake exists and configures (the top level needs
+# nlohmann-json); otherwise nvcc directly, compiling only the CPU sources the check needs (no nlohmann).
+# Env: STRATA_CUDA_BUILD=auto|cmake|nvcc (default auto), STRATA_SANITIZE=0 skips compute-sanitizer,
+#      STRATA_SKIP_BENCH=1 skips the benchmark, BENCH_ARGS / CHECK_ARGS are passed to the programs.
+# Outputs in $OUT: build.txt, device.txt, layout_sim.txt, cuda_op_check.txt, bench_w4a16.txt, sass_summary.txt,
+#      sanitizer.txt. Exit status: non-zero if the build or cuda_op_check failed.
+set -uo pipefail
+
+OUT="${OUT:-./out}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT" || exit 3
+BUILD="$ROOT/build-cuda"
+MODE="${STRATA_CUDA_BUILD:-auto}"
+NVCC="${NVCC:-nvcc}"
+if ! command -v "$NVCC" >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then NVCC=/usr/local/cuda/bin/nvcc; fi
+
+log() { echo "[run_device] $*" | tee -a "$OUT/build.txt"; }
+: >"$OUT/build.txt"
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "git: $(git rev-parse --short HEAD 2>/dev/null) $(git status --porcelain 2>/dev/null | wc -l) changed files"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit \
+    --format=csv 2>&1 || echo "nvidia-smi failed"
+  "$NVCC" --version 2>&1 | tail -2
+  command -v cmake >/dev/null 2>&1 && cmake --version | head -1 || echo "cmake: not found"
+  echo "cpus: $(nproc)"
+} >"$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
+
+# ---------------------------------------------------------------------------------------------- build
+build_cmake() {
+  log "build: cmake -> $BUILD/cmake"
+  cmake -S "$ROOT" -B "$BUILD/cmake" -DCMAKE_BUILD_TYPE=Release -DSTRATA_CUDA=ON -DSTRATA_BUILD_TESTS=OFF \
+    -DSTRATA_BUILD_BENCH=OFF >>"$OUT/build.txt" 2>&1 || return 1
+  cmake --build "$BUILD/cmake" -j16 --target cuda_op_check bench_w4a16_cuda w4a16_layout_sim \
+    >>"$OUT/build.txt" 2>&1 || return 2
+  BIN="$BUILD/cmake/src/kernels/cuda"
+}
+
+build_nvcc() {
+  log "build: nvcc direct ($NVCC) -> $BUILD/nvcc"
+  local obj="$BUILD/nvcc/obj"
+  mkdir -p "$obj"
+  local arch="-gencode=arch=compute_90a,code=sm_90a"
+  local cu="-std=c++20 -O3 $arch -lineinfo -I src -Xcompiler -Wall,-Wextra,-Wno-unused-parameter"
+  local cxx="-std=c++20 -O2 -I src -Xcompiler -fopenmp,-Wall,-Wextra,-Wno-unused-parameter"
+  local -a jobs=(
+    "$cu -c src/kernels/cuda/w4a16_repack.cu -o $obj/w4a16_repack.o"
+    "$cu -c src/kernels/cuda/w4a16_gemm.cu -o $obj/w4a16_gemm.o"
+    "$cu -c tools/cuda/cuda_op_check.cu -o $obj/cuda_op_check.o"
+    "$cu -c bench/cuda/bench_w4a16_cuda.cu -o $obj/bench_w4a16_cuda.o"
+    "$cxx -c src/core/dtype.cpp -o $obj/dtype.o"
+    "$cxx -c src/core/weight.cpp -o $obj/weight.o"
+    "$cxx -c src/kernels/cpu/linear.cpp -o $obj/linear.o"
+    "$cxx -Xcompiler -mavx2,-mfma -c src/kernels/cpu/linear_avx2.cpp -o $obj/linear_avx2.o"
+    "$cxx -Xcompiler -mavx512f,-mavx512bw,-mavx512vl,-mfma,-Wno-maybe-uninitialized -c src/kernels/cpu/linear_avx512.cpp -o $obj/linear_avx512.o"
+  )
+  local -a pids=()
+  local j
+  for j in "${jobs[@]}"; do
+    echo "$NVCC $j" >>"$OUT/build.txt"
+    # shellcheck disable=SC2086
+    "$NVCC" $j >>"$OUT/build.txt" 2>&1 &
+    pids+=($!)
+  done
+  local fail=0 p
+  for p in "${pids[@]}"; do wait "$p" || fail=1; done
+  [ "$fail" = 0 ] || return 1
+  local cpu="$obj/dtype.o $obj/weight.o $obj/linear.o $obj/linear_avx2.o $obj/linear_avx512.o"
+  local link="$arch -Xcompiler -fopenmp -lgomp -lcublas"
+  # shellcheck disable=SC2086
+  "$NVCC" $link -o "$BUILD/nvcc/cuda_op_check" "$obj/cuda_op_check.o" "$obj/w4a16_gemm.o" "$obj/w4a16_repack.o" $cpu \
+    >>"$OUT/build.txt" 2>&1 || return 2
+  # shellcheck disable=SC2086
+  "$NVCC" $link -o "$BUILD/nvcc/bench_w4a16_cuda" "$obj/bench_w4a16_cuda.o" "$obj/w4a16_gemm.o" "$obj/w4a16_repack.o" \
+    $cpu >>"$OUT/build.txt" 2>&1 || return 2
+  c++ -std=c++20 -O2 -I src tools/cuda/w4a16_layout_sim.cpp -o "$BUILD/nvcc/w4a16_layout_sim" >>"$OUT/build.txt" 2>&1 ||
+    return 2
+  BIN="$BUILD/nvcc"
+}
+
+BIN=""
+t0=$(date +%s)
+case "$MODE" in
+  cmake) build_cmake || { log "cmake build FAILED (see build.txt)"; exit 3; } ;;
+  nvcc) build_nvcc || { log "nvcc build FAILED (see build.txt)"; exit 3; } ;;
+  *)
+    if command -v cmake >/dev/null 2>&1 && build_cmake; then
+      :
+    else
+      log "cmake unavailable or failed (e.g. no nlohmann-json here): falling back to nvcc"
+      build_nvcc || { log "nvcc build FAILED (see build.txt)"; tail -40 "$OUT/build.txt"; exit 3; }
+    fi
+    ;;
+esac
+log "built in $(($(date +%s) - t0)) s: $BIN"
+
+# ---------------------------------------------------------------------------------------------- run
+status=0
+log "layout simulation (host only)"
+"$BIN/w4a16_layout_sim" 2>&1 | tee "$OUT/layout_sim.txt" || status=1
+
+log "cuda_op_check"
+# shellcheck disable=SC2086
+"$BIN/cuda_op_check" ${CHECK_ARGS:-} 2>&1 | tee "$OUT/cuda_op_check.txt"
+check_rc=${PIPESTATUS[0]}
+[ "$check_rc" = 0 ] || { status=1; log "cuda_op_check FAILED (rc $check_rc); running the benchmark anyway"; }
+
+if [ "${STRATA_SKIP_BENCH:-0}" != 1 ]; then
+  log "bench_w4a16_cuda"
+  # shellcheck disable=SC2086
+  "$BIN/bench_w4a16_cuda" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_w4a16.txt" || log "bench FAILED (rc ${PIPESTATUS[0]})"
+fi
+
+# Resource usage (registers, spills, smem) and the instruction mix of each kernel, for reading without a GPU.
+if command -v cuobjdump >/dev/null 2>&1; then
+  {
+    cuobjdump --dump-resource-usage "$BIN/cuda_op_check" 2>&1 | grep -E "Function|REG|STACK|SHARED" | sed 's/^ *//'
+    echo
+    cuobjdump --dump-sass "$BIN/cuda_op_check" 2>/dev/null | awk '
+      /Function :/ { if (name) { print name; for (k in c) printf "  %6d %s\n", c[k], k; delete c } name = $0 }
+      /^ +\/\*[0-9a-f]+\*\/ / { op = $2; sub(/^@!?U?P[0-9T]+$/, "", op); if (op == "") op = $3; split(op, a, "."); c[a[1]]++ }
+      END { if (name) { print name; for (k in c) printf "  %6d %s\n", c[k], k } }'
+  } >"$OUT/sass_summary.txt" 2>&1
+fi
+
+if [ "${STRATA_SANITIZE:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+  log "compute-sanitizer (memcheck, racecheck) on cuda_op_check --quick"
+  {
+    compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/cuda_op_check" --quick
+    echo "memcheck rc=$?"
+    compute-sanitizer --tool racecheck --error-exitcode 9 "$BIN/cuda_op_check" --quick
+    echo "racecheck rc=$?"
+  } >"$OUT/sanitizer.txt" 2>&1
+  grep -E "rc=|ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitizer.txt" | tee -a "$OUT/build.txt"
+fi
+
+log "done: status $status; outputs in $OUT"
+tail -3 "$OUT/cuda_op_check.txt"
+exit "$status"
