@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Strata needs on a fresh Debian machine (idempotent).
 set -euo pipefail
-pkgs=(cmake g++ make libgtest-dev nlohmann-json3-dev)
+pkgs=(cmake g++ make libgtest-dev nlohmann-json3-dev libonig-dev libicu-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
