@@ -2,7 +2,7 @@
 # Installs what building and testing Strata needs on a fresh Debian machine (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(cmake g++ make libgtest-dev nlohmann-json3-dev libonig-dev libicu-dev)
+pkgs=(cmake g++ make libgtest-dev nlohmann-json3-dev libonig-dev libicu-dev pkg-config)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
