@@ -46,6 +46,14 @@ class BpeModel final : public TokenModel {
         fallback_ids_[b] = it == vocab.end() ? -1 : it->second;
       }
     }
+    if (!opt_.byte_level && !opt_.ignore_merges) {
+      split_at_metaspace_ = true;
+      for (const auto& [tok, id] : vocab) {
+        for (size_t i = tok.find("\xE2\x96\x81", 1); i != std::string::npos; i = tok.find("\xE2\x96\x81", i + 1))
+          if (tok.compare(i - 3, 3, "\xE2\x96\x81") != 0) split_at_metaspace_ = false;
+        if (!split_at_metaspace_) break;
+      }
+    }
     const size_t plen = opt_.continuing_subword_prefix.size();
     merges_.reserve(merges.size() * 2);
     for (size_t rank = 0; rank < merges.size(); rank++) {
@@ -63,6 +71,22 @@ class BpeModel final : public TokenModel {
   }
 
   void encode(std::string_view piece, std::vector<int>& out) const override {
+    if (!split_at_metaspace_) return encode_word(piece, out);
+    // No token has U+2581 after another character, so no merge crosses the boundary in front
+    // of a U+2581 that follows a non-U+2581 char: the sub-words merge independently, and a
+    // whole-line piece becomes cacheable words. Same ids as one big word.
+    static constexpr std::string_view kMeta = "\xE2\x96\x81";
+    size_t begin = 0, i = 0;
+    while ((i = piece.find(kMeta, i + 1)) != std::string_view::npos) {
+      if (i >= 3 && piece.substr(i - 3, 3) == kMeta) continue;
+      encode_word(piece.substr(begin, i - begin), out);
+      begin = i;
+    }
+    encode_word(piece.substr(begin), out);
+  }
+
+ private:
+  void encode_word(std::string_view piece, std::vector<int>& out) const {
     if (piece.empty()) return;
     if (opt_.ignore_merges) {
       const auto& m = opt_.byte_level ? raw_vocab_ : vocab_;
@@ -90,7 +114,6 @@ class BpeModel final : public TokenModel {
     }
   }
 
- private:
   struct Merge {
     int rank, id;
   };
@@ -190,6 +213,7 @@ class BpeModel final : public TokenModel {
 
   static constexpr size_t kCacheCapacity = 100000;
   BpeOptions opt_;
+  bool split_at_metaspace_ = false;
   std::unordered_map<std::string, int> vocab_;  // the model's own vocabulary (not added tokens)
   std::unordered_map<std::string, int> raw_vocab_;
   std::array<int, 256> byte_ids_{};
