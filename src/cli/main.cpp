@@ -116,5 +116,9 @@ int main(int argc, char** argv) {
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "strata: error: out of memory\n");
     return 1;
+  } catch (const std::exception& e) {
+    // A bug, not bad input (those are strata::Error): still a clean exit with the reason.
+    std::fprintf(stderr, "strata: internal error: %s\n", e.what());
+    return 2;
   }
 }
