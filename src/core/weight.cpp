@@ -2,6 +2,7 @@
 #include "core/weight.h"
 
 #include "core/dtype.h"
+#include "quant/gguf_blocks.h"
 #include "quant/int4_format.h"
 
 namespace strata {
@@ -13,6 +14,7 @@ size_t LinearWeight::bytes() const {
     case WeightKind::F16:
     case WeightKind::BF16: return nk * 2;
     case WeightKind::Int4: return nk / 2 + nk / kInt4GroupSize * 2;
+    case WeightKind::Gguf: return size_t(n_out) * row_bytes;
   }
   return 0;
 }
@@ -41,6 +43,7 @@ void decode_weight_row(const LinearWeight& w, int n, float* out) {
       for (size_t k = 0; k < K; k++) out[k] = float(int4_code(words, int(k))) * bf16_to_f32(s[k / kInt4GroupSize]);
       break;
     }
+    case WeightKind::Gguf: gguf_dequant_row(w.ggml_type, w.blocks + size_t(n) * w.row_bytes, int64_t(K), out); break;
   }
 }
 
@@ -59,6 +62,7 @@ LinearWeight weight_rows(const LinearWeight& w, int row0, int n_rows) {
       r.packed = w.packed + row0 * (K / 8);
       r.scales = w.scales + row0 * (K / kInt4GroupSize);
       break;
+    case WeightKind::Gguf: r.blocks = w.blocks + size_t(row0) * w.row_bytes; break;
   }
   if (!w.bias.empty()) r.bias.assign(w.bias.begin() + row0, w.bias.begin() + row0 + n_rows);
   return r;

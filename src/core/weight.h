@@ -7,7 +7,9 @@
 
 namespace strata {
 
-enum class WeightKind { F32, F16, BF16, Int4 };
+// Int4: compressed-tensors pack-quantized (quant/int4_format.h). Gguf: rows of ggml blocks
+// (quant/gguf_blocks.h: Q4_0, Q4_1, Q8_0, K-quants...), read in place from the mapped file.
+enum class WeightKind { F32, F16, BF16, Int4, Gguf };
 
 struct LinearWeight {
   std::string name;  // module name, for errors and stats
@@ -17,6 +19,9 @@ struct LinearWeight {
   const void* dense = nullptr;      // F32/F16/BF16: [N, K] row-major
   const uint32_t* packed = nullptr;  // Int4: [N, K/8] (layout: quant/int4_format.h)
   const uint16_t* scales = nullptr;  // Int4: bf16 [N, K/32]
+  uint32_t ggml_type = 0;            // Gguf: the block type (quant/gguf_blocks.h GgmlType)
+  const uint8_t* blocks = nullptr;   // Gguf: N rows of row_bytes
+  size_t row_bytes = 0;              // Gguf: bytes of one row of K elements
   std::vector<float> bias;           // [N] f32, or empty
 
   bool valid() const { return n_out > 0; }

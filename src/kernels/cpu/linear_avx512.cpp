@@ -84,6 +84,10 @@ inline void col_tile(const float* x, int K, int k0, int k1, const LinearWeight& 
 }  // namespace
 
 void linear_cols_avx512(const float* x, int M, const LinearWeight& w, int n_begin, int n_end, float* y) {
+  if (w.kind == WeightKind::Gguf) {  // GGUF blocks: the AVX2 kernels (every AVX-512 CPU has AVX2)
+    linear_cols_avx2(x, M, w, n_begin, n_end, y);
+    return;
+  }
   if (w.kind != WeightKind::Int4 && w.kind != WeightKind::BF16) {
     linear_cols_scalar(x, M, w, n_begin, n_end, y);
     return;
