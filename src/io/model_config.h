@@ -45,6 +45,9 @@ struct ModelConfig {
   bool attention_bias = false;
   bool mlp_bias = false;
   RopeConfig rope;
+  // GQA rope on adjacent pairs instead of halves: GGUF llama checkpoints, whose q/k rows
+  // convert_hf_to_gguf permuted for ggml's pairwise rope.
+  bool gqa_rope_pairs = false;
 
   // Mixture of experts (0 experts = dense model).
   int n_experts = 0;

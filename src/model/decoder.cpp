@@ -15,12 +15,19 @@ namespace {
 constexpr float kMlaNormEps = 1e-6f;
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& dir) {
+std::unique_ptr<Model> Model::load(const std::string& path) {
   auto m = std::unique_ptr<Model>(new Model());
-  m->cfg_ = load_model_config(dir);
-  m->store_ = TensorStore::open(dir);
-  WeightLoader loader(m->store_, m->cfg_);
-  find_arch_loader(m->cfg_.architecture)(m->cfg_, loader, m->w_);
+  if (is_gguf_path(path)) {
+    // GGUF: config from the file's metadata, tensors read in place (model/arch/llama_gguf.cpp).
+    m->gguf_ = std::make_shared<GgufFile>(GgufFile::open(path));
+    m->cfg_ = gguf_model_config(*m->gguf_);
+    load_gguf_weights(*m->gguf_, m->cfg_, m->w_);
+  } else {
+    m->cfg_ = load_model_config(path);
+    m->store_ = TensorStore::open(path);
+    WeightLoader loader(m->store_, m->cfg_);
+    find_arch_loader(m->cfg_.architecture)(m->cfg_, loader, m->w_);
+  }
   for (auto& lw : m->w_.layers)
     if (lw.is_moe) lw.moe.params.choice_bias = lw.moe.choice_bias.empty() ? nullptr : lw.moe.choice_bias.data();
   const ModelConfig& c = m->cfg_;
@@ -75,8 +82,8 @@ void Model::attention_gqa(int il, const float* x, int n, KvCache& kv, const Rope
                 q.data());
     be.rms_norm(k, g.k_norm.data(), per_head ? n * Hkv : n, per_head ? hd : Hkv * hd, float(c.rms_norm_eps), k);
   }
-  be.rope(q.data(), n, H, hd, rope.rot_dim, cos, sin, false);
-  be.rope(k, n, Hkv, hd, rope.rot_dim, cos, sin, false);
+  be.rope(q.data(), n, H, hd, rope.rot_dim, cos, sin, c.gqa_rope_pairs);
+  be.rope(k, n, Hkv, hd, rope.rot_dim, cos, sin, c.gqa_rope_pairs);
   std::vector<float> att(size_t(n) * H * hd);  // [n, H, hd]
   be.attention(q.data(), n, H, Hkv, hd, hd, kv.k[size_t(il)].data(), kv.v[size_t(il)].data(), kv.n_past,
                attn_scale_, att.data());

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "io/gguf.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
 #include "model/rope.h"
@@ -75,8 +76,9 @@ struct ForwardStats {
 
 class Model {
  public:
-  // Loads `dir` (config.json + safetensors). Throws Error naming file/tensor/field on any defect.
-  static std::unique_ptr<Model> load(const std::string& dir);
+  // Loads a directory (config.json + safetensors) or a .gguf file. Throws Error naming
+  // file/tensor/field on any defect.
+  static std::unique_ptr<Model> load(const std::string& path);
 
   const ModelConfig& config() const { return cfg_; }
   KvCache new_cache(int capacity) const;
@@ -94,6 +96,7 @@ class Model {
 
   ModelConfig cfg_;
   TensorStore store_;
+  std::shared_ptr<GgufFile> gguf_;  // when loaded from GGUF: owns the mapping the weights point into
   ModelWeights w_;
   RopeTable rope_;
   float attn_scale_ = 1.f;

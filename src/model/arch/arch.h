@@ -20,6 +20,11 @@ void load_mixtral(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);
 void load_deepseek_v3(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);
 void load_minimax_m2(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);
 
+// GGUF checkpoints (arch/llama_gguf.cpp): llama.cpp's metadata keys and `blk.N.*` names.
+bool is_gguf_path(const std::string& path);  // a regular file starting with the GGUF magic
+ModelConfig gguf_model_config(const GgufFile& g);
+void load_gguf_weights(const GgufFile& g, const ModelConfig& c, ModelWeights& w);
+
 // Shared pieces (arch_common.cpp).
 enum class QkNorm { None, PerHead, AllHeads };
 // embed_tokens, final norm, lm_head (or the tied embedding).
