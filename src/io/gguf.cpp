@@ -1,6 +1,7 @@
 #include "io/gguf.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
@@ -288,6 +289,62 @@ const std::vector<std::string>& GgufFile::get_strings(const std::string& key) co
 const GgufTensor* GgufFile::find_tensor(const std::string& name) const {
   auto it = tensor_index_.find(name);
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+void write_gguf(const std::string& path, const std::vector<std::pair<std::string, GgufWriteValue>>& metadata,
+                const std::vector<GgufWriteTensor>& tensors) {
+  std::string h;
+  auto put = [&](const void* p, size_t n) { h.append(static_cast<const char*>(p), n); };
+  auto u32 = [&](uint32_t v) { put(&v, 4); };
+  auto u64 = [&](uint64_t v) { put(&v, 8); };
+  auto str = [&](const std::string& s) {
+    u64(s.size());
+    h += s;
+  };
+  const uint64_t align = 32;
+  put("GGUF", 4);
+  u32(3);
+  u64(tensors.size());
+  u64(metadata.size());
+  for (const auto& [k, v] : metadata) {
+    str(k);
+    u32(uint32_t(v.type));
+    switch (v.type) {
+      case GgufType::STRING: str(v.s); break;
+      case GgufType::U32: u32(uint32_t(v.i)); break;
+      case GgufType::I64: case GgufType::U64: u64(uint64_t(v.i)); break;
+      case GgufType::F32: { float f = float(v.f); put(&f, 4); break; }
+      case GgufType::BOOL: { uint8_t b = v.i != 0; put(&b, 1); break; }
+      default: throw Error("write_gguf: metadata type " + std::string(gguf_type_name(v.type)) + " not supported");
+    }
+  }
+  uint64_t off = 0;
+  for (const auto& t : tensors) {
+    const GgmlTypeInfo* ti = ggml_type_info(t.type);
+    STRATA_CHECK(ti && !t.dims.empty() && t.dims.size() <= 4, "write_gguf: bad tensor " + t.name);
+    int64_t n = 1;
+    for (int64_t d : t.dims) n *= d;
+    STRATA_CHECK(t.dims[0] % ti->block_elems == 0 && size_t(n / ti->block_elems * ti->block_bytes) == t.nbytes,
+                 "write_gguf: tensor " + t.name + " size does not match its type and dims");
+    str(t.name);
+    u32(uint32_t(t.dims.size()));
+    for (int64_t d : t.dims) u64(uint64_t(d));
+    u32(t.type);
+    u64(off);
+    off += (t.nbytes + align - 1) / align * align;
+  }
+  h.resize((h.size() + align - 1) / align * align, '\0');
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  STRATA_CHECK(f, "cannot write " + path);
+  bool ok = std::fwrite(h.data(), 1, h.size(), f) == h.size();
+  static const char zeros[32] = {};
+  for (const auto& t : tensors) {
+    ok = ok && std::fwrite(t.data, 1, t.nbytes, f) == t.nbytes;
+    size_t pad = (align - t.nbytes % align) % align;
+    ok = ok && std::fwrite(zeros, 1, pad, f) == pad;
+  }
+  ok = (std::fclose(f) == 0) && ok;
+  STRATA_CHECK(ok, "write error on " + path);
 }
 
 }  // namespace strata

@@ -83,4 +83,22 @@ class GgufFile {
   std::map<std::string, size_t> tensor_index_;
 };
 
+// Writing GGUF v3 (for `strata convert`): metadata in the given order, then tensor infos and
+// data aligned to 32 bytes. Tensor dims are in ggml order (innermost first).
+struct GgufWriteValue {
+  GgufType type = GgufType::STRING;
+  std::string s;
+  int64_t i = 0;
+  double f = 0;
+};
+struct GgufWriteTensor {
+  std::string name;
+  uint32_t type = 0;
+  std::vector<int64_t> dims;
+  const void* data = nullptr;
+  size_t nbytes = 0;
+};
+void write_gguf(const std::string& path, const std::vector<std::pair<std::string, GgufWriteValue>>& metadata,
+                const std::vector<GgufWriteTensor>& tensors);
+
 }  // namespace strata
