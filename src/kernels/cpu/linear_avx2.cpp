@@ -2,6 +2,7 @@
 // Compiled with -mavx2 -mfma.
 #include <immintrin.h>
 
+#include "core/dtype.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/linear_tiling.h"
 #include "quant/gguf_blocks.h"
@@ -79,7 +80,7 @@ inline void bf16_col(const float* x, int K, int k0, int k1, const LinearWeight& 
 inline float f16f(const uint8_t* p) {
   uint16_t h;
   __builtin_memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
+  return f16_to_f32(h);  // once per 32 weights; keeps the file free of an F16C requirement
 }
 inline void nibbles_to_f32(__m128i q, __m256 d, __m256 m, bool add_min, __m256 w[4]) {
   // elements 0..15 are the low nibbles of bytes 0..15, elements 16..31 the high nibbles
