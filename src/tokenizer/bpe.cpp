@@ -120,20 +120,7 @@ class BpeModel final : public TokenModel {
   static uint64_t key(int a, int b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
   static std::string to_raw(const std::string& tok) {
     std::string raw;
-    size_t i = 0;
-    while (i < tok.size()) {
-      size_t n = unicode::utf8_len((unsigned char)tok[i]);
-      uint32_t cp = 0;
-      // decode the code point (vocab strings are valid UTF-8: checked by the JSON parser)
-      unsigned char c = tok[i];
-      cp = n == 1 ? c : (c & (0xFF >> (n + 1)));
-      for (size_t k = 1; k < n && i + k < tok.size(); k++) cp = (cp << 6) | (tok[i + k] & 0x3F);
-      int b = unicode::char_to_byte(cp);
-      if (b < 0) return tok;  // not a byte-level spelling: keep as is
-      raw += char(b);
-      i += n;
-    }
-    return raw;
+    return unicode::byte_level_to_raw(tok, raw) ? raw : tok;  // not a byte-level spelling: keep as is
   }
 
   void push_symbol(std::vector<Symbol>& syms, int id, size_t begin, size_t len) const {

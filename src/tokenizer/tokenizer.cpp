@@ -282,21 +282,8 @@ std::string run_decoders(const TokenizerImpl& t, std::vector<std::string> toks) 
     switch (d.kind) {
       case DecStep::ByteLevel: {
         std::string bytes;
-        for (const std::string& tok : toks) {
-          std::string raw;
-          bool ok = true;
-          for (size_t i = 0; i < tok.size() && ok;) {
-            size_t n = unicode::utf8_len((unsigned char)tok[i]);
-            unsigned char c = tok[i];
-            uint32_t cp = n == 1 ? c : (c & (0xFF >> (n + 1)));
-            for (size_t k = 1; k < n && i + k < tok.size(); k++) cp = (cp << 6) | (tok[i + k] & 0x3F);
-            int b = unicode::char_to_byte(cp);
-            if (b < 0) ok = false;
-            else raw += char(b);
-            i += n;
-          }
-          bytes += ok ? raw : tok;  // tokens outside the byte alphabet (added tokens) stay as they are
-        }
+        for (const std::string& tok : toks)
+          if (!unicode::byte_level_to_raw(tok, bytes)) bytes += tok;  // outside the byte alphabet: as is
         toks.assign(1, std::move(bytes));
         break;
       }

@@ -179,4 +179,19 @@ const std::array<std::string, 256>& byte_to_char() { return byte_map().to_char; 
 
 int char_to_byte(uint32_t cp) { return cp < 324 ? byte_map().to_byte[cp] : -1; }
 
+bool byte_level_to_raw(std::string_view token, std::string& raw) {
+  std::string out;
+  out.reserve(token.size());
+  uint32_t cp;
+  for (size_t i = 0; i < token.size();) {
+    size_t n = decode_at(token, i, &cp);
+    int b = n ? char_to_byte(cp) : -1;
+    if (b < 0) return false;
+    out += char(b);
+    i += n;
+  }
+  raw += out;
+  return true;
+}
+
 }  // namespace strata::unicode

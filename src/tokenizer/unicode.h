@@ -37,5 +37,8 @@ std::string to_lower(std::string_view s);                 // full Unicode lowerc
 const std::array<std::string, 256>& byte_to_char();
 // Inverse: code point -> byte, -1 when the code point is not in the map.
 int char_to_byte(uint32_t cp);
+// A byte-level token spelling back to its raw bytes; false (raw untouched) when a char of
+// `token` is outside the byte alphabet (e.g. an added token like "<|im_start|>" with no such char).
+bool byte_level_to_raw(std::string_view token, std::string& raw);
 
 }  // namespace strata::unicode
