@@ -25,6 +25,9 @@ struct RopeConfig {
   double mscale = 0, mscale_all_dim = 0;  // 0 = absent
   double attention_factor = 0;            // 0 = absent (derived)
   bool truncate = true;
+  // Per-frequency divisors [rot_dim / 2] from a GGUF rope_freqs tensor (llama.cpp's encoding of
+  // llama3-style scaling); empty: none. Applied after `type`'s own scaling.
+  std::vector<float> freq_factors;
 };
 
 enum class RouterScoring { Softmax, Sigmoid };

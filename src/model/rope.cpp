@@ -76,6 +76,8 @@ RopeTable make_rope_table(const RopeConfig& rc, int head_dim, int max_pos) {
       break;
     }
   }
+  if (!rc.freq_factors.empty())
+    for (int i = 0; i < half && i < int(rc.freq_factors.size()); i++) inv[i] /= rc.freq_factors[size_t(i)];
   t.inv_freq.resize(static_cast<size_t>(half));
   for (int i = 0; i < half; i++) t.inv_freq[i] = float(inv[i]);
   t.attention_scaling = float(attention_factor);

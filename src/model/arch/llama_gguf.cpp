@@ -6,6 +6,7 @@
 // (cfg.gqa_rope_pairs) instead of undoing the permutation.
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -69,8 +70,14 @@ ModelConfig gguf_model_config(const GgufFile& g) {
       throw Error(g.path() + ": rope scaling '" + t + "' in GGUF is not supported (none and linear are)");
     }
   }
-  STRATA_CHECK(!g.find_tensor("rope_freqs.weight"),
-               g.path() + ": per-dimension rope factors (rope_freqs.weight, Llama 3.1 style) are not supported in GGUF yet");
+  if (const GgufTensor* rf = g.find_tensor("rope_freqs.weight")) {
+    // llama3-style scaling as llama.cpp stores it: inv_freq[i] / rope_freqs[i].
+    STRATA_CHECK(rf->type == 0 && rf->dims.size() == 1 && rf->dims[0] == rot / 2,
+                 g.path() + ": rope_freqs.weight must be F32 [rope.dimension_count / 2]");
+    c.rope.freq_factors.assign(reinterpret_cast<const float*>(rf->data), reinterpret_cast<const float*>(rf->data) + rot / 2);
+    for (float f : c.rope.freq_factors)
+      STRATA_CHECK(std::isfinite(f) && f > 0, g.path() + ": rope_freqs.weight holds a non-positive factor");
+  }
   c.gqa_rope_pairs = true;
   const GgufTensor* emb = g.find_tensor("token_embd.weight");
   STRATA_CHECK(emb && emb->dims.size() == 2, g.path() + ": missing 2-D tensor token_embd.weight");
