@@ -1,0 +1,79 @@
+// `strata chat-template`: renders a conversation with a model's chat template and prints the
+// prompt exactly (no newline added), as transformers' apply_chat_template(tokenize=False) would.
+// Not tokenization (`strata tokenize`).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "tokenizer/chat_template.h"
+
+namespace strata::cli {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+// A JSON argument given inline or as @file.
+ojson json_arg(const std::string& value, const std::string& what) {
+  std::string text = value;
+  if (!value.empty() && value[0] == '@') {
+    std::ifstream f(value.substr(1), std::ios::binary);
+    STRATA_CHECK(f.good(), what + ": cannot read " + value.substr(1));
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    text = ss.str();
+  }
+  try {
+    return ojson::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(what + ": invalid JSON: " + e.what());
+  }
+}
+
+ChatTemplate load(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(path) || fs::path(path).extension() == ".json") return ChatTemplate::from_tokenizer_config(path);
+  return ChatTemplate::from_file(path);
+}
+
+// --var k=v: v as JSON when it parses (true, 3, "x", {...}), else as a plain string.
+void add_var(ojson& vars, const std::string& kv) {
+  size_t eq = kv.find('=');
+  STRATA_CHECK(eq != std::string::npos && eq > 0, "--var: expected NAME=VALUE, got '" + kv + "'");
+  const std::string name = kv.substr(0, eq), value = kv.substr(eq + 1);
+  ojson v = ojson::parse(value, nullptr, /*allow_exceptions=*/false);
+  vars[name] = v.is_discarded() ? ojson(value) : v;
+}
+
+int cmd_chat_template(const Args& a) {
+  ChatTemplate tpl = load(a.need("template"));
+  ojson messages = json_arg(a.need("messages"), "--messages");
+  ChatOptions opt;
+  opt.add_generation_prompt = a.flag("generation-prompt");
+  if (a.has("tools")) opt.tools = json_arg(a.get("tools", ""), "--tools");
+  if (a.has("vars")) {
+    opt.vars = json_arg(a.get("vars", ""), "--vars");
+    STRATA_CHECK(opt.vars.is_object(), "--vars must be a JSON object");
+  }
+  if (a.has("var")) add_var(opt.vars, a.get("var", ""));
+  if (a.has("template-name")) opt.template_name = a.get("template-name", "");
+  const std::string prompt = tpl.render(messages, opt);
+  std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  std::fflush(stdout);
+  return 0;
+}
+
+const CommandRegistration kChatTemplate(
+    {"chat-template",
+     "  strata chat-template --template FILE|DIR --messages JSON|@FILE [--generation-prompt]\n"
+     "                       [--tools JSON|@FILE] [--var NAME=VALUE] [--vars JSON|@FILE] [--template-name N]\n"
+     "      prints the prompt the chat template renders, exactly as transformers' apply_chat_template;\n"
+     "      FILE is a .jinja template or a tokenizer_config.json, DIR a tokenizer directory (special\n"
+     "      tokens come from its config); --var VALUE is JSON when it parses, else a string",
+     {"generation-prompt"},
+     cmd_chat_template});
+
+}  // namespace
+}  // namespace strata::cli
