@@ -130,10 +130,14 @@ ChatTemplate ChatTemplate::from_tokenizer_config(const std::string& dir_or_file)
   return t;
 }
 
-const std::map<std::string, std::string>& ChatTemplate::special_tokens() const { return impl_->special_tokens; }
+const std::map<std::string, std::string>& ChatTemplate::special_tokens() const {
+  static const std::map<std::string, std::string> none;
+  return impl_ ? impl_->special_tokens : none;
+}
 
 std::vector<std::string> ChatTemplate::template_names() const {
   std::vector<std::string> names;
+  if (!impl_) return names;
   for (const auto& kv : impl_->templates) names.push_back(kv.first);
   return names;
 }
@@ -143,6 +147,7 @@ std::string ChatTemplate::render(const nlohmann::json& messages, const ChatOptio
 }
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& messages, const ChatOptions& opt) const {
+  STRATA_CHECK(impl_, "no chat template loaded");
   const auto& tpls = impl_->templates;
   const Template* tpl = nullptr;
   if (!opt.template_name.empty()) {

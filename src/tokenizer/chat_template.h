@@ -29,6 +29,7 @@ struct ChatOptions {
 
 class ChatTemplate {
  public:
+  ChatTemplate() = default;  // empty: render() throws until one of the factories fills it
   // A Jinja template's text. Throws jinja::JinjaError (a strata::Error) naming the line on
   // syntax errors and on syntax this engine does not support.
   static ChatTemplate from_string(const std::string& source);
