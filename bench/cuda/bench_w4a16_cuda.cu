@@ -1,7 +1,8 @@
-// Benchmark of the CUDA W4A16 linear (skinny and tiled paths) against cuBLAS bf16 GEMM on LLM/MoE shapes:
-// median CUDA-event time, weight GB/s vs measured device-to-device copy bandwidth, TFLOP/s; markdown table.
-// Not a correctness check (tools/cuda/cuda_op_check.cu is); weights rotate over copies (> 3x L2) to come from DRAM.
-// Usage: bench_w4a16_cuda [--reps N] [--quick]
+// Benchmark of the CUDA W4A16 ops on the issue's shapes: the linear against cuBLAS bf16 GEMM, and the fused
+// MoE layer of Kimi-K2. Median of many CUDA-event timings of graph replays; weights rotate over copies (> 3x
+// L2) so they come from DRAM; the ceiling is the measured device-to-device copy bandwidth (read + write).
+// Not a correctness check (tools/cuda/cuda_op_check.cu is). Prints markdown tables.
+// Usage: bench_w4a16_cuda [--reps N] [--quick] [--no-gemm] [--no-moe] [--no-sweep]
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -15,6 +16,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/cuda_check.cuh"
+#include "kernels/cuda/cuda_moe.h"
 #include "kernels/cuda/cuda_w4a16.h"
 
 using namespace strata;
@@ -51,12 +53,16 @@ __global__ void fill_bf16(uint16_t* p, size_t n, uint32_t seed, float lo, float 
   }
 }
 
-void launch_fill_u32(uint32_t* p, size_t n, uint32_t seed) {
-  fill_u32<<<1024, 256>>>(p, n, seed);
+__global__ void copy_kernel(const uint4* __restrict__ a, uint4* __restrict__ b, size_t n) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) b[i] = a[i];
+}
+
+void launch_fill_u32(uint32_t* p, size_t n, uint32_t seed, cudaStream_t s = nullptr) {
+  fill_u32<<<1024, 256, 0, s>>>(p, n, seed);
   STRATA_CUDA_CHECK_LAUNCH();
 }
-void launch_fill_bf16(uint16_t* p, size_t n, uint32_t seed, float lo, float hi, bool signed_) {
-  fill_bf16<<<1024, 256>>>(p, n, seed, lo, hi, signed_);
+void launch_fill_bf16(uint16_t* p, size_t n, uint32_t seed, float lo, float hi, bool signed_, cudaStream_t s = nullptr) {
+  fill_bf16<<<1024, 256, 0, s>>>(p, n, seed, lo, hi, signed_);
   STRATA_CUDA_CHECK_LAUNCH();
 }
 
@@ -110,142 +116,310 @@ double time_us(F&& launch, int copies, int reps, cudaStream_t s) {
   return median(t);
 }
 
-// Device-to-device cudaMemcpy bandwidth, bytes read + bytes written, GB/s.
-double copy_bandwidth_gbs(size_t bytes, int reps, cudaStream_t s) {
+// Device-to-device copy bandwidth, bytes read + bytes written, GB/s: cudaMemcpyAsync and a 16-byte copy kernel.
+void copy_bandwidth_gbs(size_t bytes, int reps, cudaStream_t s, double* memcpy_gbs, double* kernel_gbs) {
   void *a = nullptr, *b = nullptr;
   STRATA_CUDA_CHECK(cudaMalloc(&a, bytes));
   STRATA_CUDA_CHECK(cudaMalloc(&b, bytes));
   STRATA_CUDA_CHECK(cudaMemset(a, 1, bytes));
   const double us = time_us([&](int) { STRATA_CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s)); },
                             1, reps, s);
+  int sms = 0;
+  STRATA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const double us_k = time_us(
+      [&](int) {
+        copy_kernel<<<sms * 8, 512, 0, s>>>(static_cast<const uint4*>(a), static_cast<uint4*>(b), bytes / 16);
+        STRATA_CUDA_CHECK_LAUNCH();
+      },
+      1, reps, s);
   STRATA_CUDA_CHECK(cudaFree(a));
   STRATA_CUDA_CHECK(cudaFree(b));
-  return 2.0 * double(bytes) / (us * 1e-6) / 1e9;
+  *memcpy_gbs = 2.0 * double(bytes) / (us * 1e-6) / 1e9;
+  *kernel_gbs = 2.0 * double(bytes) / (us_k * 1e-6) / 1e9;
+}
+
+struct Env {
+  cudaStream_t s;
+  cublasHandle_t blas;
+  int l2 = 0, reps = 50;
+  double ceiling = 0;
+  bool quick = false, sweep = true;
+};
+
+// ------------------------------------------------------------------------------------------------ GEMM
+
+void bench_gemm(Env& env) {
+  std::vector<std::pair<int, int>> shapes = {{8192, 28672}, {28672, 8192}, {2048, 7168}, {7168, 2048}};
+  std::vector<int> Ms = {1, 4, 16, 64, 256, 1024, 4096};
+  if (env.quick) {
+    shapes = {{2048, 7168}};
+    Ms = {1, 16, 256};
+  }
+  const int max_m = *std::max_element(Ms.begin(), Ms.end());
+  uint32_t seed = 12345;
+  std::vector<std::string> main_rows, sweep_rows;
+  const cudaStream_t s = env.s;
+
+  for (auto [N, K] : shapes) {
+    const size_t nk = size_t(N) * size_t(K);
+    const size_t w4_bytes = nk / 2 + nk / 16, bf_bytes = nk * 2;
+    const int copies = int(std::clamp<size_t>((3 * size_t(env.l2) + w4_bytes - 1) / w4_bytes, 2, 64));
+    const int bf_copies = int(std::clamp<size_t>((3 * size_t(env.l2) + bf_bytes - 1) / bf_bytes, 2, 16));
+
+    uint32_t* ct_packed = nullptr;
+    uint16_t* ct_scales = nullptr;
+    STRATA_CUDA_CHECK(cudaMalloc(&ct_packed, nk / 2));
+    STRATA_CUDA_CHECK(cudaMalloc(&ct_scales, nk / 16));
+    launch_fill_u32(ct_packed, nk / 8, seed++);
+    launch_fill_bf16(ct_scales, nk / 32, seed++, 0.002f, 0.02f, false);
+    std::vector<W4A16Weight> w4(static_cast<size_t>(copies));
+    for (auto& w : w4) {
+      w.n_out = N;
+      w.n_in = K;
+      STRATA_CUDA_CHECK(cudaMalloc(&w.packed, nk / 2));
+      STRATA_CUDA_CHECK(cudaMalloc(&w.scales, nk / 16));
+      w4a16_repack(ct_packed, ct_scales, N, K, w.packed, w.scales, s);
+    }
+    STRATA_CUDA_CHECK(cudaStreamSynchronize(s));
+    STRATA_CUDA_CHECK(cudaFree(ct_packed));
+    STRATA_CUDA_CHECK(cudaFree(ct_scales));
+    std::vector<uint16_t*> wbf(static_cast<size_t>(bf_copies));
+    for (auto& p : wbf) {
+      STRATA_CUDA_CHECK(cudaMalloc(&p, bf_bytes));
+      launch_fill_bf16(p, nk, seed++, 0.005f, 0.05f, true);
+    }
+    uint16_t *x = nullptr, *y = nullptr;
+    STRATA_CUDA_CHECK(cudaMalloc(&x, size_t(max_m) * K * 2));
+    STRATA_CUDA_CHECK(cudaMalloc(&y, size_t(max_m) * N * 2));
+    launch_fill_bf16(x, size_t(max_m) * K, seed++, 0.25f, 1.0f, true);
+    size_t ws_bytes = 0;
+    for (int M : Ms)
+      for (int bt : {64, 128, 256}) {
+        W4A16Options o;
+        o.path = W4A16Path::Wgmma;
+        o.wgmma_tokens = bt;
+        ws_bytes = std::max(ws_bytes, w4a16_workspace_bytes(M, N, K, o));
+        o.path = W4A16Path::Tiled;
+        ws_bytes = std::max(ws_bytes, w4a16_workspace_bytes(M, N, K, o));
+      }
+    void* ws = nullptr;
+    if (ws_bytes) STRATA_CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
+    STRATA_CUDA_CHECK(cudaDeviceSynchronize());
+
+    for (int M : Ms) {
+      auto run = [&](const W4A16Options& opt) {
+        return time_us([&](int c) { w4a16_linear(x, M, w4[size_t(c)], y, ws, ws_bytes, s, opt); }, copies, env.reps,
+                       s);
+      };
+      const double t_auto = run(W4A16Options{});
+      const float alpha = 1.f, beta = 0.f;
+      // cuBLAS (column-major): C[N x M] = W[K x N]^T . X[K x M], i.e. y[M, N] = x[M, K] . W[N, K]^T.
+      const double t_blas = time_us(
+          [&](int c) {
+            CUBLAS_CHECK(cublasGemmEx(env.blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, wbf[size_t(c)], CUDA_R_16BF,
+                                      K, x, CUDA_R_16BF, K, &beta, y, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT));
+          },
+          bf_copies, env.reps, s);
+      const W4A16Path ap = w4a16_auto_path(M);
+      std::string cfg = w4a16_path_name(ap);
+      if (ap == W4A16Path::Skinny) {
+        const SkinnyConfig sc = w4a16_skinny_config(M, N, K);
+        cfg += " R" + std::to_string(sc.rows) + " W" + std::to_string(sc.warps);
+      } else {
+        const size_t wsb = w4a16_workspace_bytes(M, N, K);
+        cfg += " BT" + std::to_string(M > 128 ? 256 : M > 64 ? 128 : 64) + " split" +
+               std::to_string(wsb ? wsb / (size_t(M) * N * 4) : 1);
+      }
+      const double flop = 2.0 * M * double(nk);
+      const double gbs = double(w4_bytes) / (t_auto * 1e-6) / 1e9;
+      char line[512];
+      std::snprintf(line, sizeof line, "| %d x %d | %d | %s | %.1f | %.0f | %.0f%% | %.1f | %.1f | %.1f | %.2fx |", N, K,
+                    M, cfg.c_str(), t_auto, gbs, 100.0 * gbs / env.ceiling, flop / (t_auto * 1e-6) / 1e12, t_blas,
+                    flop / (t_blas * 1e-6) / 1e12, t_blas / t_auto);
+      main_rows.push_back(line);
+      std::printf("%s\n", line);
+      std::fflush(stdout);
+
+      if (env.sweep) {  // the alternatives the heuristics chose between
+        std::string row = "| " + std::to_string(N) + " x " + std::to_string(K) + " | " + std::to_string(M) + " |";
+        if (M <= 16) {
+          for (int r : {1, 2, 4})
+            for (int wp : {8, 16}) {
+              W4A16Options o;
+              o.path = W4A16Path::Skinny;
+              o.skinny_rows = r;
+              o.skinny_warps = wp;
+              char b[64];
+              std::snprintf(b, sizeof b, " R%d W%d %.1f |", r, wp, run(o));
+              row += b;
+            }
+        } else {
+          for (int bt : {64, 128, 256}) {
+            W4A16Options o;
+            o.path = W4A16Path::Wgmma;
+            o.wgmma_tokens = bt;
+            char b[64];
+            std::snprintf(b, sizeof b, " wgmma BT%d %.1f |", bt, run(o));
+            row += b;
+          }
+          W4A16Options o;
+          o.path = W4A16Path::Tiled;
+          char b[64];
+          std::snprintf(b, sizeof b, " tiled %.1f |", run(o));
+          row += b;
+        }
+        sweep_rows.push_back(row);
+        std::printf("%s\n", row.c_str());
+      }
+    }
+    for (auto& w : w4) {
+      STRATA_CUDA_CHECK(cudaFree(w.packed));
+      STRATA_CUDA_CHECK(cudaFree(w.scales));
+    }
+    for (auto* p : wbf) STRATA_CUDA_CHECK(cudaFree(p));
+    STRATA_CUDA_CHECK(cudaFree(x));
+    STRATA_CUDA_CHECK(cudaFree(y));
+    if (ws) STRATA_CUDA_CHECK(cudaFree(ws));
+  }
+  std::printf("\n## W4A16 linear vs cuBLAS bf16 (auto path)\n\n");
+  std::printf("weight GB/s = (INT4 nibbles + bf16 scales) / time; %% of copy BW = that / %.0f GB/s; speed-up = cuBLAS "
+              "bf16 time / W4A16 time\n\n",
+              env.ceiling);
+  std::printf("| N x K | M | path | us | weight GB/s | %% of copy BW | TFLOP/s | cuBLAS bf16 us | cuBLAS TFLOP/s | "
+              "speed-up |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  for (auto& r : main_rows) std::printf("%s\n", r.c_str());
+  if (env.sweep) {
+    std::printf("\n## Variants (us; skinny: R row blocks per warp, W warps per CTA; wgmma: BT tokens per CTA)\n\n");
+    for (auto& r : sweep_rows) std::printf("%s\n", r.c_str());
+  }
+  std::fflush(stdout);
+}
+
+// ------------------------------------------------------------------------------------------------ MoE
+
+void bench_moe(Env& env) {
+  const int E = 384, D = 7168, F = 2048, top_k = 8;
+  const cudaStream_t s = env.s;
+  W4A16MoeLayer L = w4a16_moe_create(E, D, F, true);
+  {  // random checkpoint-format experts, repacked on the device
+    const size_t DF = size_t(D) * F;
+    uint32_t* q = nullptr;
+    uint16_t* sc = nullptr;
+    STRATA_CUDA_CHECK(cudaMalloc(&q, 3 * DF / 2));
+    STRATA_CUDA_CHECK(cudaMalloc(&sc, 3 * DF / 16));
+    for (int e = 0; e <= E; e++) {
+      launch_fill_u32(q, 3 * DF / 8, 1000u + uint32_t(e), s);
+      launch_fill_bf16(sc, 3 * DF / 32, 5000u + uint32_t(e), 0.01f, 0.04f, false, s);
+      w4a16_moe_set_expert(L, e, q, sc, q + DF / 8, sc + DF / 32, q + 2 * DF / 8, sc + 2 * DF / 32, s);
+    }
+    STRATA_CUDA_CHECK(cudaStreamSynchronize(s));
+    STRATA_CUDA_CHECK(cudaFree(q));
+    STRATA_CUDA_CHECK(cudaFree(sc));
+  }
+  uint16_t* router = nullptr;
+  float* bias = nullptr;
+  STRATA_CUDA_CHECK(cudaMalloc(&router, size_t(E) * D * 2));
+  STRATA_CUDA_CHECK(cudaMalloc(&bias, size_t(E) * 4));
+  launch_fill_bf16(router, size_t(E) * D, 777u, 0.001f, 0.06f, true, s);
+  STRATA_CUDA_CHECK(cudaMemset(bias, 0, size_t(E) * 4));
+  L.router = router;
+  MoeRouting r;  // Kimi-K2: sigmoid, e_score_correction_bias, renormalized top-8, scaling 2.827
+  r.n_experts = E;
+  r.top_k = top_k;
+  r.sigmoid = true;
+  r.renormalize = true;
+  r.renorm_eps = 1e-20f;
+  r.scaling = 2.827f;
+  r.choice_bias = bias;
+
+  std::vector<std::string> rows;
+  const int copies = 8;  // different token batches -> different experts per replay
+  for (int T : {1, 8, 64, 256}) {
+    std::vector<uint16_t*> xs(copies);
+    for (int c = 0; c < copies; c++) {
+      STRATA_CUDA_CHECK(cudaMalloc(&xs[size_t(c)], size_t(T) * D * 2));
+      launch_fill_bf16(xs[size_t(c)], size_t(T) * D, 9000u + uint32_t(T * 64 + c), 0.25f, 1.f, true, s);
+    }
+    float* y = nullptr;
+    STRATA_CUDA_CHECK(cudaMalloc(&y, size_t(T) * D * 4));
+    const size_t wsb = w4a16_moe_workspace_bytes(L, top_k, T);
+    void* ws = nullptr;
+    STRATA_CUDA_CHECK(cudaMalloc(&ws, wsb));
+    int* na = nullptr;
+    STRATA_CUDA_CHECK(cudaMalloc(&na, 4));
+    double active = 0;
+    for (int c = 0; c < copies; c++) {
+      MoeTrace tr;
+      tr.n_active = na;
+      w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, &tr);
+      int h = 0;
+      STRATA_CUDA_CHECK(cudaMemcpyAsync(&h, na, 4, cudaMemcpyDeviceToHost, s));
+      STRATA_CUDA_CHECK(cudaStreamSynchronize(s));
+      active += h;
+    }
+    active /= copies;
+    const double us = time_us(
+        [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s); }, copies, env.reps, s);
+    const double bytes = active * double(L.expert_bytes()) + double(E) * D * 2;
+    const double gbs = bytes / (us * 1e-6) / 1e9;
+    char line[256];
+    std::snprintf(line, sizeof line, "| %d | %.1f | %.1f | %.1f | %.0f | %.0f%% | %.1f |", T, active, bytes / 1e6, us,
+                  gbs, 100.0 * gbs / env.ceiling, bytes / (env.ceiling * 1e9) * 1e6);
+    rows.push_back(line);
+    std::printf("%s\n", line);
+    std::fflush(stdout);
+    for (auto* p : xs) STRATA_CUDA_CHECK(cudaFree(p));
+    STRATA_CUDA_CHECK(cudaFree(y));
+    STRATA_CUDA_CHECK(cudaFree(ws));
+    STRATA_CUDA_CHECK(cudaFree(na));
+  }
+  std::printf("\n## Fused MoE W4A16, Kimi-K2 layer (hidden 7168, 384 experts x 2048, top-8, 1 shared expert INT4)\n\n");
+  std::printf("bytes = experts touched (routed + shared, %.2f MB each) + bf16 router; floor = bytes / copy BW; "
+              "mean over %d different token batches\n\n",
+              double(L.expert_bytes()) / 1e6, copies);
+  std::printf("| tokens | experts run | MB touched | us | GB/s | %% of copy BW | floor us |\n|---|---|---|---|---|---|---|\n");
+  for (auto& row : rows) std::printf("%s\n", row.c_str());
+  STRATA_CUDA_CHECK(cudaFree(router));
+  STRATA_CUDA_CHECK(cudaFree(bias));
+  w4a16_moe_free(L);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int reps = 30;
-  bool quick = false;
+  Env env;
+  bool gemm = true, moe = true;
   for (int i = 1; i < argc; i++) {
-    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
-    if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) env.reps = std::max(1, std::atoi(argv[++i]));
+    if (!std::strcmp(argv[i], "--quick")) env.quick = true;
+    if (!std::strcmp(argv[i], "--no-gemm")) gemm = false;
+    if (!std::strcmp(argv[i], "--no-moe")) moe = false;
+    if (!std::strcmp(argv[i], "--no-sweep")) env.sweep = false;
   }
   try {
-    int dev = 0, sms = 0, l2 = 0;
+    int dev = 0, sms = 0;
     cudaDeviceProp prop{};
     STRATA_CUDA_CHECK(cudaGetDevice(&dev));
     STRATA_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
     STRATA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    STRATA_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
-    cudaStream_t s;
-    STRATA_CUDA_CHECK(cudaStreamCreate(&s));
-    cublasHandle_t blas;
-    CUBLAS_CHECK(cublasCreate(&blas));
-    CUBLAS_CHECK(cublasSetStream(blas, s));
-
-    const double copy_gbs = copy_bandwidth_gbs(size_t(1) << 30, 20, s);
-    std::printf("bench_w4a16_cuda: %s, %d SMs, L2 %.0f MB, %d reps (median of per-launch averages)\n", prop.name, sms,
-                l2 / 1e6, reps);
-    std::printf("device-to-device cudaMemcpy bandwidth (read + write): %.0f GB/s  <- the ceiling for weight GB/s\n",
-                copy_gbs);
-    std::printf("weight GB/s = (INT4 nibbles + bf16 scales) / time of the auto path; speed-up = cuBLAS bf16 time / auto time\n\n");
-    std::printf("| N x K | M | auto | skinny us | tiled us | weight GB/s | %% of copy BW | TFLOP/s | cuBLAS bf16 us | "
-                "cuBLAS TFLOP/s | speed-up |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
-
-    std::vector<std::pair<int, int>> shapes = {{8192, 28672}, {28672, 8192}, {2048, 7168}, {7168, 2048}};
-    std::vector<int> Ms = {1, 4, 16, 64, 256, 1024, 4096};
-    if (quick) {
-      shapes = {{2048, 7168}};
-      Ms = {1, 16, 256};
-    }
-    const int max_m = *std::max_element(Ms.begin(), Ms.end());
-    uint32_t seed = 12345;
-
-    for (auto [N, K] : shapes) {
-      const size_t nk = size_t(N) * size_t(K);
-      const size_t w4_bytes = nk / 2 + nk / 16, bf_bytes = nk * 2;
-      const int copies = int(std::clamp<size_t>((3 * size_t(l2) + w4_bytes - 1) / w4_bytes, 2, 64));
-      const int bf_copies = int(std::clamp<size_t>((3 * size_t(l2) + bf_bytes - 1) / bf_bytes, 2, 16));
-
-      // INT4 weights: one random checkpoint-format tensor, repacked into `copies` device buffers.
-      uint32_t* ct_packed = nullptr;
-      uint16_t* ct_scales = nullptr;
-      STRATA_CUDA_CHECK(cudaMalloc(&ct_packed, nk / 2));
-      STRATA_CUDA_CHECK(cudaMalloc(&ct_scales, nk / 16));
-      launch_fill_u32(ct_packed, nk / 8, seed++);
-      launch_fill_bf16(ct_scales, nk / 32, seed++, 0.002f, 0.02f, false);
-      std::vector<W4A16Weight> w4(static_cast<size_t>(copies));
-      for (auto& w : w4) {
-        w.n_out = N;
-        w.n_in = K;
-        STRATA_CUDA_CHECK(cudaMalloc(&w.packed, nk / 2));
-        STRATA_CUDA_CHECK(cudaMalloc(&w.scales, nk / 16));
-        w4a16_repack(ct_packed, ct_scales, N, K, w.packed, w.scales, s);
-      }
-      STRATA_CUDA_CHECK(cudaStreamSynchronize(s));
-      STRATA_CUDA_CHECK(cudaFree(ct_packed));
-      STRATA_CUDA_CHECK(cudaFree(ct_scales));
-      // bf16 weights for cuBLAS, [N, K] row-major.
-      std::vector<uint16_t*> wbf(static_cast<size_t>(bf_copies));
-      for (auto& p : wbf) {
-        STRATA_CUDA_CHECK(cudaMalloc(&p, bf_bytes));
-        launch_fill_bf16(p, nk, seed++, 0.005f, 0.05f, true);
-      }
-      uint16_t *x = nullptr, *y = nullptr;
-      STRATA_CUDA_CHECK(cudaMalloc(&x, size_t(max_m) * K * 2));
-      STRATA_CUDA_CHECK(cudaMalloc(&y, size_t(max_m) * N * 2));
-      launch_fill_bf16(x, size_t(max_m) * K, seed++, 0.25f, 1.0f, true);
-      size_t ws_bytes = 0;
-      for (int M : Ms) ws_bytes = std::max(ws_bytes, w4a16_workspace_bytes(M, N, K, {W4A16Path::Tiled, 0}));
-      void* ws = nullptr;
-      if (ws_bytes) STRATA_CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
-      STRATA_CUDA_CHECK(cudaDeviceSynchronize());
-
-      for (int M : Ms) {
-        auto run_path = [&](W4A16Path p) {
-          const W4A16Options opt{p, 0};
-          return time_us([&](int c) { w4a16_linear(x, M, w4[size_t(c)], y, ws, ws_bytes, s, opt); }, copies, reps, s);
-        };
-        const double t_skinny = M <= 16 ? run_path(W4A16Path::Skinny) : NAN;
-        const double t_tiled = run_path(W4A16Path::Tiled);
-        const W4A16Path ap = w4a16_auto_path(M);
-        const double t_auto = ap == W4A16Path::Skinny ? t_skinny : t_tiled;
-        // cuBLAS (column-major): C[N x M] = W[K x N]^T . X[K x M], i.e. y[M, N] = x[M, K] . W[N, K]^T.
-        const float alpha = 1.f, beta = 0.f;
-        const double t_blas = time_us(
-            [&](int c) {
-              CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, wbf[size_t(c)], CUDA_R_16BF, K,
-                                        x, CUDA_R_16BF, K, &beta, y, CUDA_R_16BF, N, CUBLAS_COMPUTE_32F,
-                                        CUBLAS_GEMM_DEFAULT));
-            },
-            bf_copies, reps, s);
-        const double flop = 2.0 * M * double(nk);
-        const double gbs = double(w4_bytes) / (t_auto * 1e-6) / 1e9;
-        char skinny_s[32];
-        if (M <= 16)
-          std::snprintf(skinny_s, sizeof skinny_s, "%.1f", t_skinny);
-        else
-          std::snprintf(skinny_s, sizeof skinny_s, "-");
-        std::printf("| %d x %d | %d | %s | %s | %.1f | %.0f | %.0f%% | %.1f | %.1f | %.1f | %.2fx |\n", N, K, M,
-                    w4a16_path_name(ap), skinny_s, t_tiled, gbs, 100.0 * gbs / copy_gbs, flop / (t_auto * 1e-6) / 1e12,
-                    t_blas, flop / (t_blas * 1e-6) / 1e12, t_blas / t_auto);
-        std::fflush(stdout);
-      }
-
-      for (auto& w : w4) {
-        STRATA_CUDA_CHECK(cudaFree(w.packed));
-        STRATA_CUDA_CHECK(cudaFree(w.scales));
-      }
-      for (auto* p : wbf) STRATA_CUDA_CHECK(cudaFree(p));
-      STRATA_CUDA_CHECK(cudaFree(x));
-      STRATA_CUDA_CHECK(cudaFree(y));
-      if (ws) STRATA_CUDA_CHECK(cudaFree(ws));
-    }
-    CUBLAS_CHECK(cublasDestroy(blas));
-    STRATA_CUDA_CHECK(cudaStreamDestroy(s));
+    STRATA_CUDA_CHECK(cudaDeviceGetAttribute(&env.l2, cudaDevAttrL2CacheSize, dev));
+    STRATA_CUDA_CHECK(cudaStreamCreate(&env.s));
+    CUBLAS_CHECK(cublasCreate(&env.blas));
+    CUBLAS_CHECK(cublasSetStream(env.blas, env.s));
+    double bw_memcpy = 0, bw_kernel = 0;
+    copy_bandwidth_gbs(size_t(1) << 30, 30, env.s, &bw_memcpy, &bw_kernel);
+    env.ceiling = std::max(bw_memcpy, bw_kernel);
+    std::printf("bench_w4a16_cuda: %s, %d SMs, L2 %.0f MB, %d reps per timing (median; each rep one CUDA-graph replay "
+                "over rotating weight copies, timed with CUDA events)\n",
+                prop.name, sms, env.l2 / 1e6, env.reps);
+    std::printf("device-to-device copy bandwidth (read + write, 1 GiB): cudaMemcpy %.0f GB/s, copy kernel %.0f GB/s "
+                "-> ceiling %.0f GB/s\n\n",
+                bw_memcpy, bw_kernel, env.ceiling);
+    if (gemm) bench_gemm(env);
+    if (moe) bench_moe(env);
+    CUBLAS_CHECK(cublasDestroy(env.blas));
+    STRATA_CUDA_CHECK(cudaStreamDestroy(env.s));
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_w4a16_cuda: error: %s\n", e.what());

@@ -4,7 +4,7 @@
 #
 # Build: CMake (-DSTRATA_CUDA=ON -DSTRATA_BUILD_TESTS=OFF) when cmake exists and configures (the top level needs
 # nlohmann-json); otherwise nvcc directly, compiling only the CPU sources the check needs (no nlohmann).
-# Env: STRATA_CUDA_BUILD=auto|cmake|nvcc (default auto), STRATA_SANITIZE=0 skips compute-sanitizer,
+# Env: STRATA_CUDA_BUILD=auto|cmake|nvcc (default auto), STRATA_SANITIZE=1 runs compute-sanitizer (default off),
 #      STRATA_SKIP_BENCH=1 skips the benchmark, BENCH_ARGS / CHECK_ARGS are passed to the programs.
 # Outputs in $OUT: build.txt, device.txt, layout_sim.txt, cuda_op_check.txt, bench_w4a16.txt, sass_summary.txt,
 #      sanitizer.txt. Exit status: non-zero if the build or cuda_op_check failed.
@@ -37,8 +37,10 @@ cat "$OUT/device.txt"
 # ---------------------------------------------------------------------------------------------- build
 build_cmake() {
   log "build: cmake -> $BUILD/cmake"
+  # -march=native: the binaries run on this machine only, and it keeps the CPU reference building while a
+  # new SIMD file has no per-file ISA flags yet.
   cmake -S "$ROOT" -B "$BUILD/cmake" -DCMAKE_BUILD_TYPE=Release -DSTRATA_CUDA=ON -DSTRATA_BUILD_TESTS=OFF \
-    -DSTRATA_BUILD_BENCH=OFF >>"$OUT/build.txt" 2>&1 || return 1
+    -DSTRATA_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS="${STRATA_DEVICE_CXXFLAGS:--march=native}" >>"$OUT/build.txt" 2>&1 || return 1
   cmake --build "$BUILD/cmake" -j16 --target cuda_op_check bench_w4a16_cuda w4a16_layout_sim \
     >>"$OUT/build.txt" 2>&1 || return 2
   BIN="$BUILD/cmake/src/kernels/cuda"
@@ -50,18 +52,19 @@ build_nvcc() {
   mkdir -p "$obj"
   local arch="-gencode=arch=compute_90a,code=sm_90a"
   local cu="-std=c++20 -O3 $arch -lineinfo -I src -Xcompiler -Wall,-Wextra,-Wno-unused-parameter"
-  local cxx="-std=c++20 -O2 -I src -Xcompiler -fopenmp,-Wall,-Wextra,-Wno-unused-parameter"
+  local cxx="-std=c++20 -O2 -I src -Xcompiler -fopenmp,-march=native,-Wall,-Wextra,-Wno-unused-parameter"
   local -a jobs=(
     "$cu -c src/kernels/cuda/w4a16_repack.cu -o $obj/w4a16_repack.o"
     "$cu -c src/kernels/cuda/w4a16_gemm.cu -o $obj/w4a16_gemm.o"
+    "$cu -c src/kernels/cuda/w4a16_moe.cu -o $obj/w4a16_moe.o"
     "$cu -c tools/cuda/cuda_op_check.cu -o $obj/cuda_op_check.o"
     "$cu -c bench/cuda/bench_w4a16_cuda.cu -o $obj/bench_w4a16_cuda.o"
-    "$cxx -c src/core/dtype.cpp -o $obj/dtype.o"
-    "$cxx -c src/core/weight.cpp -o $obj/weight.o"
-    "$cxx -c src/kernels/cpu/linear.cpp -o $obj/linear.o"
-    "$cxx -Xcompiler -mavx2,-mfma -c src/kernels/cpu/linear_avx2.cpp -o $obj/linear_avx2.o"
-    "$cxx -Xcompiler -mavx512f,-mavx512bw,-mavx512vl,-mfma,-Wno-maybe-uninitialized -c src/kernels/cpu/linear_avx512.cpp -o $obj/linear_avx512.o"
   )
+  # The CPU reference: core, quant and the CPU kernels and backend (every file there; no nlohmann needed).
+  local f
+  for f in src/core/*.cpp src/quant/*.cpp src/kernels/cpu/*.cpp src/backend/cpu/*.cpp; do
+    jobs+=("$cxx -c $f -o $obj/$(basename "${f%.cpp}").o")
+  done
   local -a pids=()
   local j
   for j in "${jobs[@]}"; do
@@ -73,14 +76,15 @@ build_nvcc() {
   local fail=0 p
   for p in "${pids[@]}"; do wait "$p" || fail=1; done
   [ "$fail" = 0 ] || return 1
-  local cpu="$obj/dtype.o $obj/weight.o $obj/linear.o $obj/linear_avx2.o $obj/linear_avx512.o"
+  local cpu
+  cpu="$(ls "$obj"/*.o | grep -v -e cuda_op_check.o -e bench_w4a16_cuda.o -e w4a16_ | tr '\n' ' ')"
+  local cuda_objs="$obj/w4a16_gemm.o $obj/w4a16_repack.o $obj/w4a16_moe.o"
   local link="$arch -Xcompiler -fopenmp -lgomp -lcublas"
   # shellcheck disable=SC2086
-  "$NVCC" $link -o "$BUILD/nvcc/cuda_op_check" "$obj/cuda_op_check.o" "$obj/w4a16_gemm.o" "$obj/w4a16_repack.o" $cpu \
+  "$NVCC" $link -o "$BUILD/nvcc/cuda_op_check" "$obj/cuda_op_check.o" $cuda_objs $cpu \
     >>"$OUT/build.txt" 2>&1 || return 2
   # shellcheck disable=SC2086
-  "$NVCC" $link -o "$BUILD/nvcc/bench_w4a16_cuda" "$obj/bench_w4a16_cuda.o" "$obj/w4a16_gemm.o" "$obj/w4a16_repack.o" \
-    $cpu >>"$OUT/build.txt" 2>&1 || return 2
+  "$NVCC" $link -o "$BUILD/nvcc/bench_w4a16_cuda" "$obj/bench_w4a16_cuda.o" $cuda_objs $cpu >>"$OUT/build.txt" 2>&1 || return 2
   c++ -std=c++20 -O2 -I src tools/cuda/w4a16_layout_sim.cpp -o "$BUILD/nvcc/w4a16_layout_sim" >>"$OUT/build.txt" 2>&1 ||
     return 2
   BIN="$BUILD/nvcc"
@@ -131,7 +135,7 @@ if command -v cuobjdump >/dev/null 2>&1; then
   } >"$OUT/sass_summary.txt" 2>&1
 fi
 
-if [ "${STRATA_SANITIZE:-1}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then
+if [ "${STRATA_SANITIZE:-0}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then
   log "compute-sanitizer (memcheck, racecheck) on cuda_op_check --quick"
   {
     compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/cuda_op_check" --quick

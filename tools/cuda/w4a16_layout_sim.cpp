@@ -61,13 +61,15 @@ void emulate_mma(const uint32_t a[32][4], const uint32_t b[32][2], const float c
   }
 }
 
-// The kernels' dequant of one word: four bf16x2 registers of exact (u - 8) values.
-void dequant(uint32_t q, uint32_t out[4]) {
-  for (int s = 0; s < 4; s++) {
-    const uint32_t m = w4_magic_pair(q, s);
+// The kernels' dequant of one word with its scales: four bf16x2 registers bf16((u - 8) * scale), the
+// subtraction exact, one rounding in the multiply (bf16x2 mul.rn); registers a0/a2 are row g (s_lo), a1/a3 row g+8.
+void dequant(uint32_t q, float s_lo, float s_hi, uint32_t out[4]) {
+  for (int r = 0; r < 4; r++) {
+    const uint32_t m = w4_magic_pair(q, r);
     float p[2];
     unpack2(m, p);  // 128 + u, exactly
-    out[s] = uint32_t(f32_to_bf16_bits(p[0] - 136.f)) | uint32_t(f32_to_bf16_bits(p[1] - 136.f)) << 16;
+    const float sc = (r & 1) ? s_hi : s_lo;
+    out[r] = uint32_t(f32_to_bf16_bits((p[0] - 136.f) * sc)) | uint32_t(f32_to_bf16_bits((p[1] - 136.f) * sc)) << 16;
   }
 }
 
@@ -108,54 +110,43 @@ int check(int N, int K, int M, std::mt19937& rng) {
   for (int v : seen)
     if (v != 1) bad++;  // w4_locate is a bijection
 
-  // Reference y[m][n] in double from the source format.
+  // Reference y[m][n] in double from the source format, with the kernels' bf16 rounding of code * scale.
   std::vector<double> ref(size_t(M) * N, 0.0);
   for (int m = 0; m < M; m++)
     for (int n = 0; n < N; n++) {
       double s = 0;
       for (int k = 0; k < K; k++) {
         const int q = int((src[size_t(n) * (K / 8) + k / 8] >> (4 * (k % 8))) & 0xF) - 8;
-        s += double(q) * bf16_bits_to_f32(ssrc[size_t(n) * (K / 32) + k / 32]) * bf16_bits_to_f32(x[size_t(m) * K + k]);
+        const float w = bf16_bits_to_f32(f32_to_bf16_bits(float(q) * bf16_bits_to_f32(ssrc[size_t(n) * (K / 32) + k / 32])));
+        s += double(w) * bf16_bits_to_f32(x[size_t(m) * K + k]);
       }
       ref[size_t(m) * N + n] = s;
     }
 
-  // Emulated kernel: per (n block, m tile of 8 tokens) one warp; per k tile and group G two mma steps into a
-  // zeroed temporary, then acc += scale * tmp (rows g use s(g,G), rows g+8 use s(g+8,G)).
+  // Emulated kernel: per (n block, m tile of 8 tokens) one warp; per k tile and k16 step s one mma on the
+  // scaled A fragment of word s (scale group G = s / 2) and the B fragment x[m0 + g][64kt + 16s + 2t (+8)].
   std::vector<double> out(size_t(M) * N, NAN);
   for (int nb = 0; nb < nblk; nb++)
     for (int m0 = 0; m0 < M; m0 += 8) {
       float acc[32][4] = {};
       for (int kt = 0; kt < ktiles; kt++)
-        for (int G = 0; G < 2; G++) {
-          uint32_t a0[32][4], a1[32][4], b0[32][2], b1[32][2];
-          float s_lo[32], s_hi[32];
+        for (int st = 0; st < 4; st++) {
+          uint32_t a[32][4], b[32][2];
           for (int lane = 0; lane < 32; lane++) {
-            const int g = lane >> 2, t = lane & 3;
+            const int g = lane >> 2, t = lane & 3, G = st >> 1;
             const uint32_t* words = &dst[w4_tile_index(nb, kt, ktiles) * kW4TileWords + lane * 4];
-            dequant(words[2 * G], a0[lane]);
-            dequant(words[2 * G + 1], a1[lane]);
             const uint16_t* sc = &sdst[w4_tile_index(nb, kt, ktiles) * kW4TileScales + g * 4];
-            s_lo[lane] = bf16_bits_to_f32(sc[2 * G]);
-            s_hi[lane] = bf16_bits_to_f32(sc[2 * G + 1]);
-            // 16-byte activation load: x[m0 + g][64kt + 32G + 8t .. +7] as four bf16x2 words X0..X3 (zero past M).
-            uint32_t X[4] = {0, 0, 0, 0};
+            dequant(words[st], bf16_bits_to_f32(sc[2 * G]), bf16_bits_to_f32(sc[2 * G + 1]), a[lane]);
+            b[lane][0] = b[lane][1] = 0;
             if (m0 + g < M) {
-              const uint16_t* xp = &x[size_t(m0 + g) * K + kt * 64 + w4_x_offset(G, t)];
-              for (int i = 0; i < 4; i++) X[i] = uint32_t(xp[2 * i]) | uint32_t(xp[2 * i + 1]) << 16;
+              const uint16_t* xp = &x[size_t(m0 + g) * K + kt * 64 + st * 16 + 2 * t];
+              b[lane][0] = uint32_t(xp[0]) | uint32_t(xp[1]) << 16;
+              b[lane][1] = uint32_t(xp[8]) | uint32_t(xp[9]) << 16;
             }
-            b0[lane][0] = X[0]; b0[lane][1] = X[1];  // step h = 0
-            b1[lane][0] = X[2]; b1[lane][1] = X[3];  // step h = 1
           }
-          float zero[32][4] = {}, tmp[32][4], tmp2[32][4];
-          emulate_mma(a0, b0, zero, tmp);
-          emulate_mma(a1, b1, tmp, tmp2);
-          for (int lane = 0; lane < 32; lane++) {
-            acc[lane][0] += s_lo[lane] * tmp2[lane][0];
-            acc[lane][1] += s_lo[lane] * tmp2[lane][1];
-            acc[lane][2] += s_hi[lane] * tmp2[lane][2];
-            acc[lane][3] += s_hi[lane] * tmp2[lane][3];
-          }
+          float d[32][4];
+          emulate_mma(a, b, acc, d);
+          std::memcpy(acc, d, sizeof acc);
         }
       for (int lane = 0; lane < 32; lane++) {
         const int g = lane >> 2, t = lane & 3;

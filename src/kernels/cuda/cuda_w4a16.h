@@ -3,12 +3,16 @@
 // Not a general GEMM: no bias, no transposes, no fp16; and no CUDA types here (streams are void*).
 //
 // Paths:
-//   Skinny (M <= 16, decode): one warp per 16 weight rows streams its K slice straight from DRAM into
-//     registers (16-byte loads, 4 tiles in flight), dequantizes with the lop3/0x4300 trick and runs
-//     mma.m16n8k16 with the tokens as the 8/16-wide operand; the warps of a CTA split K and reduce in smem.
-//   Tiled (any M, prefill): CTA tile 64|128 tokens x 128 rows x 64 k, 4-stage cp.async pipeline of
-//     activations and packed weights in shared memory, 64x32 warp tiles dequantizing in registers,
-//     split-K over CTAs (f32 partials in a workspace) when the tile grid would not fill the GPU.
+//   Skinny (M <= 16, decode): each warp streams R row blocks (16 rows each) of its K slice straight from DRAM
+//     into registers (16-byte loads, U k tiles in flight), dequantizes with the lop3/0x4300 trick and the group
+//     scale, and runs mma.m16n8k16 with the tokens as the 8/16-wide operand; the CTA's warps split K and reduce
+//     in shared memory (fixed order: deterministic). The same kernel runs the MoE's grouped expert GEMMs.
+//   Wgmma (M > 16, prefill): CTA = 2 warpgroups x 64 weight rows, BT tokens (64/128/256) as wgmma's N;
+//     activations cp.async'ed into a 4-stage SWIZZLE_128B pipeline (B from shared memory), weights dequantized
+//     into registers (A from registers), wgmma m64nBTk16 with f32 accumulation; split-K over CTAs (f32 partials
+//     in a workspace) when the tile grid would not fill the GPU.
+//   Tiled (any M): the sm_80-style mma.sync version of the same tiling (64x32 warp tiles, ldmatrix); kept as a
+//     cross-check of the wgmma path.
 //   Naive: one thread per output, reads the layout element by element (checks only; slow).
 #pragma once
 #include <cstddef>
@@ -17,14 +21,27 @@
 
 namespace strata::cuda {
 
-enum class W4A16Path { Auto, Skinny, Tiled, Naive };
+enum class W4A16Path { Auto, Skinny, Wgmma, Tiled, Naive };
 
 const char* w4a16_path_name(W4A16Path p);
 
 struct W4A16Options {
   W4A16Path path = W4A16Path::Auto;
-  int split_k = 0;  // Tiled only: 0 = chosen from the shape and the GPU; n > 0 forces (at most) n K slices
+  int split_k = 0;  // Wgmma/Tiled: 0 = chosen from the shape and the GPU; n > 0 forces (at most) n K slices
+  // Tuning overrides (0 = chosen from the shape): skinny row blocks per warp (1, 2, 4) and warps per CTA
+  // (4, 8, 16); wgmma tokens per CTA (64, 128, 256).
+  int skinny_rows = 0, skinny_warps = 0;
+  int wgmma_tokens = 0;
 };
+
+// The skinny configuration w4a16_linear would use (after overrides), for reports.
+struct SkinnyConfig {
+  int rows = 1, unroll = 4, warps = 16;  // row blocks per warp, k tiles in flight per warp, warps per CTA
+};
+SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt = {});
+
+// Streaming multiprocessors of the current device (cached).
+int device_sm_count();
 
 // The path Auto takes for M tokens.
 W4A16Path w4a16_auto_path(int M);

@@ -1,6 +1,6 @@
 // CUDA W4A16 linear for Hopper: y[M, N] bf16 = x[M, K] bf16 . W^T, W INT4 in the repacked layout
-// (w4a16_layout.h); skinny (M <= 16), tiled (any M, split-K) and naive (checking) kernels; see cuda_w4a16.h.
-// Not wgmma/TMA yet (mma.sync m16n8k16 + cp.async, sm_80-style code built for sm_90a); no bias.
+// (w4a16_layout.h); skinny (M <= 16), wgmma (M > 16), tiled mma.sync and naive kernels; see cuda_w4a16.h.
+// Not TMA-fed (cp.async fills the wgmma operand tiles) and no bias.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -12,247 +12,182 @@
 #include "core/error.h"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_w4a16.h"
+#include "kernels/cuda/w4a16_device.cuh"
 #include "kernels/cuda/w4a16_layout.h"
+#include "kernels/cuda/w4a16_skinny.cuh"
+#include "kernels/cuda/w4a16_wgmma.cuh"
 
 namespace strata::cuda {
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Device building blocks
-// ---------------------------------------------------------------------------------------------
+using namespace dev;
 
-// 16-byte streaming load of weights: read once, so keep it out of L1.
-__device__ __forceinline__ uint4 ldg_stream(const uint4* p) {
-  uint4 r;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-      : "l"(p));
-  return r;
+constexpr int kGroupM = 8;  // raster: consecutive CTAs walk 8 token tiles of one weight column tile (L2 reuse)
+
+// Grouped raster of a (tiles_m x tiles_n) grid flattened into blockIdx.x.
+__device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* tn) {
+  const int group_size = kGroupM * tiles_n;
+  const int group = blockIdx.x / group_size, first_m = group * kGroupM;
+  const int gm = min(tiles_m - first_m, kGroupM);
+  *tm = first_m + (blockIdx.x % group_size) % gm;
+  *tn = (blockIdx.x % group_size) / gm;
 }
 
-__device__ __forceinline__ uint32_t word_of(const uint4& v, int w) {
-  return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w;
-}
-
-// bf16x2 (128 + u) -> bf16x2 (u - 8), exact: fma(v, 1.0, -136).
-__device__ __forceinline__ uint32_t bf16x2_minus_136(uint32_t v) {
-  uint32_t r;
-  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(v), "r"(0x3F803F80u), "r"(0xC308C308u));
-  return r;
-}
-
-// One packed word -> the four bf16x2 A-fragment registers (exact codes u - 8) of one m16n8k16 step.
-__device__ __forceinline__ void dequant_word(uint32_t q, uint32_t a[4]) {
-#pragma unroll
-  for (int s = 0; s < 4; s++) a[s] = bf16x2_minus_136(w4_magic_pair(q, s));
-}
-
-// d = A(16x16, weights) . B(16x8, activations) + c, bf16 in, f32 accumulate.
-__device__ __forceinline__ void mma_bf16_16816(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1,
-                                               const float c[4]) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%10, %11, %12, %13};"
-      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
-}
-
-// Scales of 32-wide group G for this thread's rows g and g+8, from the tile's [g][4] quad.
-__device__ __forceinline__ void group_scales(uint2 quad, int G, float* s_lo, float* s_hi) {
-  const uint32_t u = G == 0 ? quad.x : quad.y;
-  *s_lo = __uint_as_float(u << 16);
-  *s_hi = __uint_as_float(u & 0xFFFF0000u);
-}
-
-// One scale group of one (16-row block, 8-token tile): two mma steps into a zeroed temporary, then
-// acc += scale * tmp in f32 (exact products inside the tensor core; scale applied once per group).
-// a0/a1: A fragments of steps h = 0/1; xb: x[m][32G + 8t .. +7] (b regs of step 0 = .x,.y; step 1 = .z,.w).
-__device__ __forceinline__ void group_mma(float acc[4], const uint32_t a0[4], const uint32_t a1[4], uint4 xb,
-                                          float s_lo, float s_hi) {
-  const float zero[4] = {0.f, 0.f, 0.f, 0.f};
-  float tmp[4];
-  mma_bf16_16816(tmp, a0, xb.x, xb.y, zero);
-  mma_bf16_16816(tmp, a1, xb.z, xb.w, tmp);
-  acc[0] = fmaf(s_lo, tmp[0], acc[0]);
-  acc[1] = fmaf(s_lo, tmp[1], acc[1]);
-  acc[2] = fmaf(s_hi, tmp[2], acc[2]);
-  acc[3] = fmaf(s_hi, tmp[3], acc[3]);
-}
-
-__device__ __forceinline__ uint16_t f32_to_bf16_bits(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
-
-__device__ __forceinline__ void cp_async16(void* smem_dst, const void* gmem_src, bool valid) {
-  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
-  const int src_bytes = valid ? 16 : 0;  // 0: zero-fill the 16 bytes
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Skinny path (M <= 16): grid = N/16 row blocks; the CTA's warps split K; weights DRAM -> registers.
-// ---------------------------------------------------------------------------------------------
-
-constexpr int kSkinnyMaxWarps = 16;
-constexpr int kSkinnyUnroll = 4;  // tiles (512 B per warp each) in flight per warp
-
-// MT: 8-token tiles (1: M <= 8, 2: M <= 16).
-template <int MT>
-__global__ void __launch_bounds__(kSkinnyMaxWarps * 32, 1)
-    w4a16_skinny_kernel(const uint16_t* __restrict__ x,  // [M, K] bf16
-                        int M, int K,
-                        const uint4* __restrict__ wq,  // [N/16, K/64, 32] 16-byte lane records
-                        const uint2* __restrict__ ws,  // [N/16, K/64, 8] scale quads
-                        int N,
-                        uint16_t* __restrict__ y) {  // [M, N] bf16
-  __shared__ float red[kSkinnyMaxWarps][MT * 4][32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-  const int g = lane >> 2, t = lane & 3;
-  const int nb = blockIdx.x;
-  const int k_tiles = K / kW4TileK;
-  const uint4* wrow = wq + size_t(nb) * k_tiles * 32 + lane;
-  const uint2* srow = ws + size_t(nb) * k_tiles * 8 + g;
-  const uint16_t* xrow[MT];  // this thread's token row (token 8j + g) at k offset 8t
-  bool xvalid[MT];
-#pragma unroll
-  for (int j = 0; j < MT; j++) {
-    const int m = 8 * j + g;
-    xvalid[j] = m < M;
-    xrow[j] = x + size_t(xvalid[j] ? m : 0) * K + 8 * t;
+// Loads one 64-k stage: BT token rows of x (SWIZZLE_128B, rows past M zero-filled), then kBlocks packed tiles
+// and their scale quads. Every thread of the CTA calls it.
+template <int BT, int kBlocks, int kThreads>
+__device__ __forceinline__ void load_stage(uint8_t* st, const uint16_t* __restrict__ x, int M, int K, int m0,
+                                           const uint4* __restrict__ wq, const uint4* __restrict__ ws, int nb0,
+                                           int n_blocks, int k_tiles, int kt) {
+  const int tid = threadIdx.x;
+  for (int c = tid; c < BT * 8; c += kThreads) {
+    const int r = c >> 3, ch = c & 7, m = m0 + r;
+    const bool ok = m < M;
+    const uint16_t* src = ok ? x + size_t(m) * K + size_t(kt) * kW4TileK + ch * 8 : x;
+    cp_async16(st + sw128(r, ch), src, ok);
   }
-
-  float acc[MT][4];
-#pragma unroll
-  for (int j = 0; j < MT; j++)
-#pragma unroll
-    for (int i = 0; i < 4; i++) acc[j][i] = 0.f;
-
-  for (int kt0 = warp; kt0 < k_tiles; kt0 += n_warps * kSkinnyUnroll) {
-    uint4 wv[kSkinnyUnroll];
-    uint2 sv[kSkinnyUnroll];
-    uint4 xv[kSkinnyUnroll][MT][2];
-    // All loads of the batch first (kSkinnyUnroll x 512 B of weights in flight per warp).
-#pragma unroll
-    for (int u = 0; u < kSkinnyUnroll; u++) {
-      const int kt = kt0 + u * n_warps;
-      const bool live = kt < k_tiles;  // warp-uniform
-      wv[u] = live ? ldg_stream(wrow + size_t(kt) * 32) : make_uint4(0, 0, 0, 0);
-      sv[u] = live ? __ldg(srow + size_t(kt) * 8) : make_uint2(0, 0);
-#pragma unroll
-      for (int j = 0; j < MT; j++)
-#pragma unroll
-        for (int G = 0; G < 2; G++)
-          xv[u][j][G] = live && xvalid[j]
-                            ? __ldg(reinterpret_cast<const uint4*>(xrow[j] + size_t(kt) * kW4TileK + 32 * G))
-                            : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < kSkinnyUnroll; u++) {
-      if (kt0 + u * n_warps >= k_tiles) break;  // warp-uniform: mma needs the whole warp
-#pragma unroll
-      for (int G = 0; G < 2; G++) {
-        uint32_t a0[4], a1[4];
-        dequant_word(word_of(wv[u], 2 * G), a0);
-        dequant_word(word_of(wv[u], 2 * G + 1), a1);
-        float s_lo, s_hi;
-        group_scales(sv[u], G, &s_lo, &s_hi);
-#pragma unroll
-        for (int j = 0; j < MT; j++) group_mma(acc[j], a0, a1, xv[u][j][G], s_lo, s_hi);
-      }
-    }
+  uint8_t* wst = st + BT * 128;
+  for (int c = tid; c < kBlocks * 32; c += kThreads) {
+    const int b = c >> 5, l = c & 31, nb = nb0 + b;
+    const bool ok = nb < n_blocks;
+    cp_async16(wst + c * 16, ok ? wq + w4_tile_index(nb, kt, k_tiles) * 32 + l : wq, ok);
   }
-
-  // Reduce the warps' K slices; C fragment element i of lane (g, t) is token 8j + 2t + (i & 1), row g + 8 (i >> 1).
-#pragma unroll
-  for (int j = 0; j < MT; j++)
-#pragma unroll
-    for (int i = 0; i < 4; i++) red[warp][j * 4 + i][lane] = acc[j][i];
-  __syncthreads();
-  for (int e = threadIdx.x; e < MT * 4 * 32; e += blockDim.x) {
-    const int ji = e >> 5, l = e & 31, j = ji >> 2, i = ji & 3;
-    float s = 0.f;
-    for (int w = 0; w < n_warps; w++) s += red[w][ji][l];
-    const int m = 8 * j + 2 * (l & 3) + (i & 1), n = nb * 16 + (l >> 2) + 8 * (i >> 1);
-    if (m < M) y[size_t(m) * N + n] = f32_to_bf16_bits(s);
+  uint8_t* sst = wst + kBlocks * 512;
+  for (int c = tid; c < kBlocks * 4; c += kThreads) {
+    const int b = c >> 2, part = c & 3, nb = nb0 + b;
+    const bool ok = nb < n_blocks;
+    cp_async16(sst + c * 16, ok ? ws + w4_tile_index(nb, kt, k_tiles) * 4 + part : ws, ok);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Tiled path: CTA tile BM tokens x BN rows, 64-k stages through a cp.async pipeline; warp tile 64 x 32.
+// Wgmma path: CTA = 2 warpgroups; warp w owns row block w (16 rows) of the CTA's 128; tokens BT = wgmma N.
 // ---------------------------------------------------------------------------------------------
 
-template <int WARPS_M, int WARPS_N>
-struct TiledCfg {
-  static constexpr int kWarps = WARPS_M * WARPS_N;
-  static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kWarpM = 64;                // tokens per warp: 8 mma n-tiles of 8
-  static constexpr int kWarpN = 32;                // weight rows per warp: 2 row blocks of 16
-  static constexpr int BM = kWarpM * WARPS_M;      // tokens per CTA
-  static constexpr int BN = kWarpN * WARPS_N;      // weight rows per CTA
-  static constexpr int kBlocks = BN / kW4TileN;    // row blocks per CTA
+template <int BT>
+struct WgCfg {
+  static constexpr int kThreads = 256;
+  static constexpr int kRows = 128;
+  static constexpr int kBlocks = kRows / kW4TileN;  // 8
   static constexpr int kStages = 4;
-  static constexpr int kXBytes = BM * kW4TileK * 2;   // x tile [BM][64] bf16, 16-byte chunks swizzled
-  static constexpr int kWBytes = kBlocks * 512;       // packed tiles [kBlocks][32 lanes][16 B]
-  static constexpr int kSBytes = kBlocks * 64;        // scale quads [kBlocks][8][8 B]
-  static constexpr int kStageBytes = kXBytes + kWBytes + kSBytes;
-  static constexpr int kSmemBytes = kStages * kStageBytes;
-  static constexpr int kGroupM = 8;  // raster: CTAs walk 8 token tiles per weight column tile (L2 reuse)
+  static constexpr int kStageBytes = ((BT * 128 + kBlocks * 512 + kBlocks * 64) + 1023) / 1024 * 1024;
+  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the base to 1024
 };
 
-// Chunk c (16 B = 8 tokens' k) of x-tile row r sits at chunk c ^ 4*(r & 1): the two rows of a quarter-warp's
-// 16-byte loads (rows 2p, 2p+1, chunks 4G..4G+3) land in different 64-byte halves -> no bank conflicts.
-__device__ __forceinline__ int x_chunk_swizzle(int r, int c) { return c ^ ((r & 1) << 2); }
-
-template <int WARPS_M, int WARPS_N>
-__global__ void __launch_bounds__(TiledCfg<WARPS_M, WARPS_N>::kThreads, 1)
-    w4a16_tiled_kernel(const uint16_t* __restrict__ x,  // [M, K] bf16
+template <int BT>
+__global__ void __launch_bounds__(256, 1)
+    w4a16_wgmma_kernel(const uint16_t* __restrict__ x,  // [M, K] bf16
                        int M, int K,
-                       const uint4* __restrict__ wq,   // [N/16, K/64, 32] 16-byte lane records
-                       const uint4* __restrict__ ws,   // [N/16, K/64, 4] 16-byte chunks of scale quads
+                       const uint4* __restrict__ wq,  // [N/16, K/64, 32] lane records
+                       const uint4* __restrict__ ws,  // [N/16, K/64, 4] 16-byte chunks of scale quads
                        int N,
-                       uint16_t* __restrict__ y,       // [M, N] bf16 (when partial == nullptr)
-                       float* __restrict__ partial,    // [splits, M, N] f32 split-K partials, or nullptr
+                       uint16_t* __restrict__ y,     // [M, N] bf16 (when partial == nullptr)
+                       float* __restrict__ partial,  // [splits, M, N] f32 split-K partials, or nullptr
                        int kt_per_split, int tiles_m, int tiles_n) {
-  using C = TiledCfg<WARPS_M, WARPS_N>;
-  extern __shared__ __align__(128) uint8_t smem[];
+  using C = WgCfg<BT>;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int wm = warp / WARPS_N, wn = warp % WARPS_N;
   const int g = lane >> 2, t = lane & 3;
-
-  // Grouped raster: consecutive CTAs take kGroupM token tiles of one weight column tile.
-  const int group_size = C::kGroupM * tiles_n;
-  const int group = blockIdx.x / group_size, first_m = group * C::kGroupM;
-  const int gm = min(tiles_m - first_m, C::kGroupM);
-  const int tm = first_m + (blockIdx.x % group_size) % gm, tn = (blockIdx.x % group_size) / gm;
-  const int m0 = tm * C::BM, n0 = tn * C::BN, nb0 = n0 / kW4TileN;
+  int tm, tn;
+  raster(tiles_m, tiles_n, &tm, &tn);
+  const int m0 = tm * BT, n0 = tn * C::kRows, nb0 = n0 / kW4TileN;
   const int k_tiles = K / kW4TileK, n_blocks = N / kW4TileN;
   const int kt_begin = blockIdx.y * kt_per_split;
   const int nk = max(0, min(k_tiles, kt_begin + kt_per_split) - kt_begin);
 
-  auto load_stage = [&](int slot, int kt) {
-    uint8_t* st = smem + slot * C::kStageBytes;
-    for (int c = tid; c < C::BM * 8; c += C::kThreads) {  // activations: BM rows x 8 chunks
-      const int r = c >> 3, ch = c & 7, m = m0 + r;
-      const bool ok = m < M;
-      const uint16_t* src = ok ? x + size_t(m) * K + size_t(kt) * kW4TileK + ch * 8 : x;
-      cp_async16(st + r * 128 + x_chunk_swizzle(r, ch) * 16, src, ok);
+  float acc[BT / 2];
+#pragma unroll
+  for (int i = 0; i < BT / 2; i++) acc[i] = 0.f;
+
+#pragma unroll
+  for (int s = 0; s < C::kStages - 1; s++) {
+    if (s < nk)
+      load_stage<BT, C::kBlocks, C::kThreads>(smem + s * C::kStageBytes, x, M, K, m0, wq, ws, nb0, n_blocks, k_tiles,
+                                              kt_begin + s);
+    cp_async_commit();
+  }
+  for (int it = 0; it < nk; it++) {
+    cp_async_wait<C::kStages - 2>();
+    fence_proxy_async();
+    __syncthreads();  // stage `it` landed for every thread; every warpgroup finished reading stage it-1
+    const int nxt = it + C::kStages - 1;
+    if (nxt < nk)
+      load_stage<BT, C::kBlocks, C::kThreads>(smem + (nxt % C::kStages) * C::kStageBytes, x, M, K, m0, wq, ws, nb0,
+                                              n_blocks, k_tiles, kt_begin + nxt);
+    cp_async_commit();
+
+    const uint8_t* st = smem + (it % C::kStages) * C::kStageBytes;
+    const uint4 wv = *reinterpret_cast<const uint4*>(st + BT * 128 + warp * 512 + lane * 16);
+    const uint2 sv = *reinterpret_cast<const uint2*>(st + BT * 128 + C::kBlocks * 512 + warp * 64 + g * 8);
+    uint32_t a[4][4];
+#pragma unroll
+    for (int s = 0; s < 4; s++) {
+      uint32_t lo2, hi2;
+      scale_pairs(sv, s >> 1, &lo2, &hi2);
+      dequant_scaled(word_of(wv, s), lo2, hi2, a[s]);
     }
-    for (int c = tid; c < C::kBlocks * 32; c += C::kThreads) {  // packed weights: kBlocks x 512 B
-      const int b = c >> 5, l = c & 31, nb = nb0 + b;
-      const bool ok = nb < n_blocks;
-      const uint4* src = ok ? wq + w4_tile_index(nb, kt, k_tiles) * 32 + l : wq;
-      cp_async16(st + C::kXBytes + c * 16, src, ok);
+    const uint32_t xs = smem_addr(st);
+    wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) wgmma_rs<BT>(acc, a[s], wgmma_desc_sw128(xs + 32 * s));
+    wgmma_commit();
+    wgmma_wait<0>();
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) fence_operand(a[s][r]);
+#pragma unroll
+    for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
+  }
+  cp_async_wait<0>();
+
+  // acc[4j + e]: weight row 16*warp + g + 8(e >> 1), token 8j + 2t + (e & 1).
+  const int n_lo = n0 + warp * kW4TileN + g;
+#pragma unroll
+  for (int j = 0; j < BT / 8; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int m = m0 + 8 * j + 2 * t + (e & 1), n = n_lo + 8 * (e >> 1);
+      if (m < M && n < N) {
+        if (partial)
+          partial[(size_t(blockIdx.y) * M + m) * N + n] = acc[4 * j + e];
+        else
+          y[size_t(m) * N + n] = f32_to_bf16_bits(acc[4 * j + e]);
+      }
     }
-    for (int c = tid; c < C::kBlocks * 4; c += C::kThreads) {  // scales: kBlocks x 64 B
-      const int b = c >> 2, part = c & 3, nb = nb0 + b;
-      const bool ok = nb < n_blocks;
-      const uint4* src = ok ? ws + w4_tile_index(nb, kt, k_tiles) * 4 + part : ws;
-      cp_async16(st + C::kXBytes + C::kWBytes + c * 16, src, ok);
-    }
-  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tiled mma.sync path: CTA tile 128 tokens x 128 rows (8 warps of 64 tokens x 32 rows), same stage layout.
+// ---------------------------------------------------------------------------------------------
+
+struct TiledCfg {
+  static constexpr int kThreads = 256;
+  static constexpr int BM = 128, BN = 128;
+  static constexpr int kBlocks = BN / kW4TileN;
+  static constexpr int kStages = 4;
+  static constexpr int kStageBytes = BM * 128 + kBlocks * 512 + kBlocks * 64;  // multiple of 1024
+  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;
+};
+
+__global__ void __launch_bounds__(256, 1)
+    w4a16_tiled_kernel(const uint16_t* __restrict__ x, int M, int K, const uint4* __restrict__ wq,
+                       const uint4* __restrict__ ws, int N, uint16_t* __restrict__ y, float* __restrict__ partial,
+                       int kt_per_split, int tiles_m, int tiles_n) {
+  using C = TiledCfg;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp / 4, wn = warp % 4;  // 2 x 4 warps
+  const int g = lane >> 2, t = lane & 3;
+  int tm, tn;
+  raster(tiles_m, tiles_n, &tm, &tn);
+  const int m0 = tm * C::BM, n0 = tn * C::BN, nb0 = n0 / kW4TileN;
+  const int k_tiles = K / kW4TileK, n_blocks = N / kW4TileN;
+  const int kt_begin = blockIdx.y * kt_per_split;
+  const int nk = max(0, min(k_tiles, kt_begin + kt_per_split) - kt_begin);
 
   float acc[8][2][4];  // [token tile j][row block i][C fragment element]
 #pragma unroll
@@ -262,60 +197,59 @@ __global__ void __launch_bounds__(TiledCfg<WARPS_M, WARPS_N>::kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; e++) acc[j][i][e] = 0.f;
 
-  auto compute_stage = [&](int slot) {
-    const uint8_t* st = smem + slot * C::kStageBytes;
-    uint4 wv[2];
-    uint2 sv[2];
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-      const int b = wn * 2 + i;
-      wv[i] = *reinterpret_cast<const uint4*>(st + C::kXBytes + b * 512 + lane * 16);
-      sv[i] = *reinterpret_cast<const uint2*>(st + C::kXBytes + C::kWBytes + b * 64 + g * 8);
-    }
-#pragma unroll
-    for (int G = 0; G < 2; G++) {
-      uint32_t a0[2][4], a1[2][4];
-      float s_lo[2], s_hi[2];
-#pragma unroll
-      for (int i = 0; i < 2; i++) {
-        dequant_word(word_of(wv[i], 2 * G), a0[i]);
-        dequant_word(word_of(wv[i], 2 * G + 1), a1[i]);
-        group_scales(sv[i], G, &s_lo[i], &s_hi[i]);
-      }
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const int r = wm * C::kWarpM + j * 8 + g;
-        const uint4 xb = *reinterpret_cast<const uint4*>(st + r * 128 + x_chunk_swizzle(r, 4 * G + t) * 16);
-#pragma unroll
-        for (int i = 0; i < 2; i++) group_mma(acc[j][i], a0[i], a1[i], xb, s_lo[i], s_hi[i]);
-      }
-    }
-  };
-
-  // Pipeline: stages 0..S-2 in flight, then per iteration: wait for stage it, refill the slot freed by it-1.
 #pragma unroll
   for (int s = 0; s < C::kStages - 1; s++) {
-    if (s < nk) load_stage(s, kt_begin + s);
+    if (s < nk)
+      load_stage<C::BM, C::kBlocks, C::kThreads>(smem + s * C::kStageBytes, x, M, K, m0, wq, ws, nb0, n_blocks,
+                                                 k_tiles, kt_begin + s);
     cp_async_commit();
   }
   for (int it = 0; it < nk; it++) {
     cp_async_wait<C::kStages - 2>();
     __syncthreads();
     const int nxt = it + C::kStages - 1;
-    if (nxt < nk) load_stage(nxt % C::kStages, kt_begin + nxt);
+    if (nxt < nk)
+      load_stage<C::BM, C::kBlocks, C::kThreads>(smem + (nxt % C::kStages) * C::kStageBytes, x, M, K, m0, wq, ws, nb0,
+                                                 n_blocks, k_tiles, kt_begin + nxt);
     cp_async_commit();
-    compute_stage(it % C::kStages);
+
+    const uint8_t* st = smem + (it % C::kStages) * C::kStageBytes;
+    uint32_t a[2][4][4];  // [row block i][step][reg]
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int b = wn * 2 + i;
+      const uint4 wv = *reinterpret_cast<const uint4*>(st + C::BM * 128 + b * 512 + lane * 16);
+      const uint2 sv = *reinterpret_cast<const uint2*>(st + C::BM * 128 + C::kBlocks * 512 + b * 64 + g * 8);
+#pragma unroll
+      for (int s = 0; s < 4; s++) {
+        uint32_t lo2, hi2;
+        scale_pairs(sv, s >> 1, &lo2, &hi2);
+        dequant_scaled(word_of(wv, s), lo2, hi2, a[i][s]);
+      }
+    }
+    const uint32_t xs = smem_addr(st);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      // ldmatrix: matrix q of pair P = chunk 4P + q of token rows 8j..8j+7 -> b0/b1 of steps 2P, 2P+1.
+      const int r = wm * 64 + j * 8 + (lane & 7);
+      uint32_t b[2][4];
+#pragma unroll
+      for (int P = 0; P < 2; P++) ldmatrix_x4(b[P], xs + sw128(r, 4 * P + (lane >> 3)));
+#pragma unroll
+      for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int i = 0; i < 2; i++) mma_16816(acc[j][i], a[i][s], b[s >> 1][2 * (s & 1)], b[s >> 1][2 * (s & 1) + 1]);
+    }
   }
   cp_async_wait<0>();
 
-  // Epilogue: element e of acc[j][i] is token 8j + 2t + (e & 1) of the warp, row 16i + g + 8(e >> 1).
 #pragma unroll
   for (int j = 0; j < 8; j++)
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
-        const int m = m0 + wm * C::kWarpM + 8 * j + 2 * t + (e & 1);
+        const int m = m0 + wm * 64 + 8 * j + 2 * t + (e & 1);
         const int n = n0 + (wn * 2 + i) * kW4TileN + g + 8 * (e >> 1);
         if (m < M && n < N) {
           if (partial)
@@ -348,21 +282,16 @@ __global__ void splitk_reduce_kernel(const float4* __restrict__ partial,  // [sp
 // Naive path: one thread per output, element-wise decode through w4_code (checks the layout, not fast).
 // ---------------------------------------------------------------------------------------------
 
-__global__ void w4a16_naive_kernel(const uint16_t* __restrict__ x,  // [M, K] bf16
-                                   int M, int K,
-                                   const uint32_t* __restrict__ packed,  // device layout
-                                   const uint16_t* __restrict__ scales,  // device layout
-                                   int N,
-                                   uint16_t* __restrict__ y) {  // [M, N] bf16
+__global__ void w4a16_naive_kernel(const uint16_t* __restrict__ x, int M, int K, const uint32_t* __restrict__ packed,
+                                   const uint16_t* __restrict__ scales, int N, uint16_t* __restrict__ y) {
   const size_t total = size_t(M) * N;
   for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += size_t(gridDim.x) * blockDim.x) {
     const int m = int(idx / size_t(N)), n = int(idx % size_t(N));
     float acc = 0.f;
     for (int k = 0; k < K; k++) {
-      const float s = __uint_as_float(uint32_t(scales[w4_scale_index(n, k, K)]) << 16);
+      const float s = bf16_bits_to_f32(scales[w4_scale_index(n, k, K)]);
       const float w = float(w4_code(packed, n, k, K)) * s;
-      const float xv = __uint_as_float(uint32_t(x[size_t(m) * K + k]) << 16);
-      acc = fmaf(xv, w, acc);
+      acc = fmaf(bf16_bits_to_f32(x[size_t(m) * K + k]), w, acc);
     }
     y[idx] = f32_to_bf16_bits(acc);
   }
@@ -372,74 +301,28 @@ __global__ void w4a16_naive_kernel(const uint16_t* __restrict__ x,  // [M, K] bf
 // Host side: planning and launches
 // ---------------------------------------------------------------------------------------------
 
-int device_sm_count() {
-  static std::atomic<int> cache[64];  // per device ordinal; 0 = not read yet
+int current_device() {
   int dev = 0;
   STRATA_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev >= 0 && dev < 64 && cache[dev].load() > 0) return cache[dev].load();
-  int sms = 0;
-  STRATA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  if (dev >= 0 && dev < 64) cache[dev].store(sms);
-  return sms;
+  return dev;
 }
 
-// Raises the dynamic shared-memory limit of a tiled kernel instance once per device.
-template <int WARPS_M, int WARPS_N>
-void ensure_tiled_smem() {
-  static std::atomic<uint64_t> done{0};
-  int dev = 0;
-  STRATA_CUDA_CHECK(cudaGetDevice(&dev));
-  const uint64_t bit = uint64_t(1) << (dev & 63);
+// Raises a kernel's dynamic shared-memory limit once per device (flag: a static per kernel instance).
+void ensure_smem(const void* kernel, int bytes, std::atomic<uint64_t>& done) {
+  const uint64_t bit = uint64_t(1) << (current_device() & 63);
   if (done.load() & bit) return;
-  STRATA_CUDA_CHECK(cudaFuncSetAttribute(w4a16_tiled_kernel<WARPS_M, WARPS_N>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         TiledCfg<WARPS_M, WARPS_N>::kSmemBytes));
+  STRATA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   done.fetch_or(bit);
 }
 
-// Warps per CTA of the skinny kernel (they split K). Each warp does ceil(k_tiles / (warps * unroll)) load
-// round trips; the grid runs in ceil(n_blocks / resident CTAs) waves; pick the fewest sequential round trips
-// (waves x trips), ties to more warps (more bytes in flight). Occupancy is read once per device and size.
-template <int MT>
-int skinny_warps(int n_blocks, int k_tiles) {
-  static std::atomic<int> resident[64][3];  // [device][16, 8, 4 warps] CTAs per SM, 0 = not read yet
-  int dev = 0;
-  STRATA_CUDA_CHECK(cudaGetDevice(&dev));
-  const int sms = device_sm_count();
-  int best = 4;
-  long best_cost = -1;
-  const int options[3] = {16, 8, 4};
-  for (int o = 0; o < 3; o++) {
-    const int w = options[o];
-    int per_sm = dev < 64 ? resident[dev][o].load() : 0;
-    if (per_sm <= 0) {
-      STRATA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, w4a16_skinny_kernel<MT>, w * 32, 0));
-      per_sm = std::max(1, per_sm);
-      if (dev < 64) resident[dev][o].store(per_sm);
-    }
-    const long waves = (n_blocks + long(per_sm) * sms - 1) / (long(per_sm) * sms);
-    const long trips = (k_tiles + long(w) * kSkinnyUnroll - 1) / (long(w) * kSkinnyUnroll);
-    const long cost = waves * trips;
-    if (best_cost < 0 || cost < best_cost) {
-      best_cost = cost;
-      best = w;
-    }
-  }
-  return std::max(1, std::min(best, k_tiles));
-}
-
-struct TiledPlan {
-  bool large = false;  // BM 128 (2x4 warps) or BM 64 (1x4 warps)
+struct SplitPlan {
   int tiles_m = 0, tiles_n = 0;
   int splits = 1, kt_per_split = 0;
 };
 
 // ws_avail: workspace bytes on hand (SIZE_MAX when planning the workspace size).
-TiledPlan plan_tiled(int M, int N, int K, int split_opt, size_t ws_avail) {
-  TiledPlan p;
-  p.large = M > 64;
-  const int BM = p.large ? TiledCfg<2, 4>::BM : TiledCfg<1, 4>::BM;
-  const int BN = p.large ? TiledCfg<2, 4>::BN : TiledCfg<1, 4>::BN;
+SplitPlan plan_split(int M, int N, int K, int BM, int BN, int split_opt, size_t ws_avail) {
+  SplitPlan p;
   p.tiles_m = (M + BM - 1) / BM;
   p.tiles_n = (N + BN - 1) / BN;
   const int k_tiles = K / kW4TileK, tiles = p.tiles_m * p.tiles_n;
@@ -447,9 +330,8 @@ TiledPlan plan_tiled(int M, int N, int K, int split_opt, size_t ws_avail) {
   if (split_opt > 0) {
     splits = split_opt;
   } else {
-    // Split K only when the tile grid leaves SMs idle; aim for ~1 (large) or ~2 (small) CTAs per SM and
-    // keep at least 4 k tiles (256 k) per split.
-    const int target = device_sm_count() * (p.large ? 1 : 2);
+    // Split K only when the tile grid leaves SMs idle (one CTA per SM); keep >= 4 k tiles (256 k) per split.
+    const int target = device_sm_count();
     if (tiles < target) splits = std::min({(target + tiles - 1) / tiles, std::max(1, k_tiles / 4), 32});
   }
   splits = std::max(1, std::min(splits, k_tiles));
@@ -462,38 +344,112 @@ TiledPlan plan_tiled(int M, int N, int K, int split_opt, size_t ws_avail) {
   return p;
 }
 
+int wgmma_tokens(int M, const W4A16Options& opt) {
+  if (opt.wgmma_tokens == 64 || opt.wgmma_tokens == 128 || opt.wgmma_tokens == 256) return opt.wgmma_tokens;
+  return M > 128 ? 256 : M > 64 ? 128 : 64;
+}
+
 W4A16Path resolve_path(W4A16Path p, int M) { return p == W4A16Path::Auto ? w4a16_auto_path(M) : p; }
 
-template <int WARPS_M, int WARPS_N>
-void launch_tiled(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
-                  const TiledPlan& p, cudaStream_t s) {
-  using C = TiledCfg<WARPS_M, WARPS_N>;
-  ensure_tiled_smem<WARPS_M, WARPS_N>();
+SplitPlan plan_for(W4A16Path path, int M, int N, int K, const W4A16Options& opt, size_t ws_avail) {
+  if (path == W4A16Path::Wgmma) return plan_split(M, N, K, wgmma_tokens(M, opt), 128, opt.split_k, ws_avail);
+  return plan_split(M, N, K, TiledCfg::BM, TiledCfg::BN, opt.split_k, ws_avail);
+}
+
+template <int BT>
+void launch_wgmma(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
+                  const SplitPlan& p, cudaStream_t s) {
+  static std::atomic<uint64_t> done{0};
+  ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT>), WgCfg<BT>::kSmemBytes, done);
   const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
-  w4a16_tiled_kernel<WARPS_M, WARPS_N><<<grid, C::kThreads, C::kSmemBytes, s>>>(
+  w4a16_wgmma_kernel<BT><<<grid, WgCfg<BT>::kThreads, WgCfg<BT>::kSmemBytes, s>>>(
       x, M, K, reinterpret_cast<const uint4*>(w.packed), reinterpret_cast<const uint4*>(w.scales), w.n_out, y,
       partial, p.kt_per_split, p.tiles_m, p.tiles_n);
   STRATA_CUDA_CHECK_LAUNCH();
 }
 
+void launch_tiled(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
+                  const SplitPlan& p, cudaStream_t s) {
+  static std::atomic<uint64_t> done{0};
+  ensure_smem(reinterpret_cast<const void*>(w4a16_tiled_kernel), TiledCfg::kSmemBytes, done);
+  const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
+  w4a16_tiled_kernel<<<grid, TiledCfg::kThreads, TiledCfg::kSmemBytes, s>>>(
+      x, M, K, reinterpret_cast<const uint4*>(w.packed), reinterpret_cast<const uint4*>(w.scales), w.n_out, y,
+      partial, p.kt_per_split, p.tiles_m, p.tiles_n);
+  STRATA_CUDA_CHECK_LAUNCH();
+}
+
+template <int MT, int R, int U = skinny_unroll(MT, R)>
+void launch_skinny_dense(const SkinnyArgs& a, int n_blocks, int warps, cudaStream_t s) {
+  static std::atomic<uint64_t> done{0};
+  const size_t smem = skinny_smem_bytes(MT, R, warps);
+  ensure_smem(reinterpret_cast<const void*>(w4a16_skinny_kernel<MT, R, U, kOutBf16>), int(skinny_smem_bytes(MT, R, 16)),
+              done);
+  w4a16_skinny_kernel<MT, R, U, kOutBf16><<<dim3(unsigned(n_blocks / R)), warps * 32, smem, s>>>(a);
+  STRATA_CUDA_CHECK_LAUNCH();
+}
+
+template <int MT>
+void launch_skinny_mt(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
+  if (c.rows == 4)
+    launch_skinny_dense<MT, 4>(a, n_blocks, c.warps, s);
+  else if (c.rows == 2)
+    launch_skinny_dense<MT, 2>(a, n_blocks, c.warps, s);
+  else
+    launch_skinny_dense<MT, 1>(a, n_blocks, c.warps, s);
+}
+
 }  // namespace
+
+int device_sm_count() {
+  static std::atomic<int> cache[64];  // per device ordinal; 0 = not read yet
+  const int dev = current_device();
+  if (dev >= 0 && dev < 64 && cache[dev].load() > 0) return cache[dev].load();
+  int sms = 0;
+  STRATA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  if (dev >= 0 && dev < 64) cache[dev].store(sms);
+  return sms;
+}
+
+SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
+  const int n_blocks = N / kW4TileN, k_tiles = K / kW4TileK, sms = device_sm_count();
+  SkinnyConfig c;
+  // Rows per warp: x fragments are reused across them (x traffic from L2 shrinks by R), but the grid must keep
+  // >= 2 CTAs per SM for the tail. R = 4 runs 2 k tiles in flight per warp, R <= 2 runs 4 (<= 8 tiles of registers).
+  c.rows = 1;
+  for (int r : {4, 2})
+    if (n_blocks % r == 0 && n_blocks / r >= 2 * sms) {
+      c.rows = r;
+      break;
+    }
+  if (opt.skinny_rows == 1 || ((opt.skinny_rows == 2 || opt.skinny_rows == 4) && n_blocks % opt.skinny_rows == 0))
+    c.rows = opt.skinny_rows;
+  c.unroll = skinny_unroll(M <= 8 ? 1 : 2, c.rows);
+  // Warps split K: enough for every warp to have work in one trip where possible, at most 16.
+  c.warps = 16;
+  while (c.warps > 4 && k_tiles < c.warps) c.warps /= 2;
+  if (opt.skinny_warps == 4 || opt.skinny_warps == 8 || opt.skinny_warps == 16) c.warps = opt.skinny_warps;
+  return c;
+}
 
 const char* w4a16_path_name(W4A16Path p) {
   switch (p) {
     case W4A16Path::Auto: return "auto";
     case W4A16Path::Skinny: return "skinny";
+    case W4A16Path::Wgmma: return "wgmma";
     case W4A16Path::Tiled: return "tiled";
     case W4A16Path::Naive: return "naive";
   }
   return "?";
 }
 
-W4A16Path w4a16_auto_path(int M) { return M <= 16 ? W4A16Path::Skinny : W4A16Path::Tiled; }
+W4A16Path w4a16_auto_path(int M) { return M <= 16 ? W4A16Path::Skinny : W4A16Path::Wgmma; }
 
 size_t w4a16_workspace_bytes(int M, int N, int K, const W4A16Options& opt) {
-  if (M <= 0 || resolve_path(opt.path, M) != W4A16Path::Tiled) return 0;
+  const W4A16Path path = resolve_path(opt.path, M);
+  if (M <= 0 || (path != W4A16Path::Tiled && path != W4A16Path::Wgmma)) return 0;
   w4a16_check_shape(N, K);
-  const TiledPlan p = plan_tiled(M, N, K, opt.split_k, SIZE_MAX);
+  const SplitPlan p = plan_for(path, M, N, K, opt, SIZE_MAX);
   return p.splits > 1 ? size_t(p.splits) * size_t(M) * size_t(N) * sizeof(float) : 0;
 }
 
@@ -513,26 +469,39 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
   switch (path) {
     case W4A16Path::Skinny: {
       if (M > 16) throw Error("w4a16_linear: the skinny path takes M <= 16, got " + std::to_string(M));
-      const int n_blocks = N / kW4TileN, k_tiles = K / kW4TileK;
-      const int warps = M <= 8 ? skinny_warps<1>(n_blocks, k_tiles) : skinny_warps<2>(n_blocks, k_tiles);
-      const auto* wq = reinterpret_cast<const uint4*>(w.packed);
-      const auto* ws = reinterpret_cast<const uint2*>(w.scales);
+      const SkinnyConfig c = w4a16_skinny_config(M, N, K, opt);
+      SkinnyArgs a;
+      a.x = x;
+      a.ldx = K;
+      a.K = K;
+      a.M = M;
+      a.wq = reinterpret_cast<const uint4*>(w.packed);
+      a.ws = reinterpret_cast<const uint2*>(w.scales);
+      a.y = y;
+      a.ldy = N;
       if (M <= 8)
-        w4a16_skinny_kernel<1><<<n_blocks, warps * 32, 0, s>>>(x, M, K, wq, ws, N, y);
+        launch_skinny_mt<1>(a, N / kW4TileN, c, s);
       else
-        w4a16_skinny_kernel<2><<<n_blocks, warps * 32, 0, s>>>(x, M, K, wq, ws, N, y);
-      STRATA_CUDA_CHECK_LAUNCH();
+        launch_skinny_mt<2>(a, N / kW4TileN, c, s);
       return;
     }
+    case W4A16Path::Wgmma:
     case W4A16Path::Tiled: {
-      const TiledPlan p = plan_tiled(M, N, K, opt.split_k, workspace ? workspace_bytes : 0);
+      const SplitPlan p = plan_for(path, M, N, K, opt, workspace ? workspace_bytes : 0);
       float* partial = p.splits > 1 ? static_cast<float*>(workspace) : nullptr;
       if (partial && (reinterpret_cast<uintptr_t>(partial) % 16 != 0 || reinterpret_cast<uintptr_t>(y) % 8 != 0))
         throw Error("w4a16_linear: split-K needs a 16-byte aligned workspace and an 8-byte aligned y");
-      if (p.large)
-        launch_tiled<2, 4>(x, M, K, w, y, partial, p, s);
-      else
-        launch_tiled<1, 4>(x, M, K, w, y, partial, p, s);
+      if (path == W4A16Path::Tiled) {
+        launch_tiled(x, M, K, w, y, partial, p, s);
+      } else {
+        const int bt = wgmma_tokens(M, opt);
+        if (bt == 256)
+          launch_wgmma<256>(x, M, K, w, y, partial, p, s);
+        else if (bt == 128)
+          launch_wgmma<128>(x, M, K, w, y, partial, p, s);
+        else
+          launch_wgmma<64>(x, M, K, w, y, partial, p, s);
+      }
       if (partial) {
         const size_t n4 = size_t(M) * size_t(N) / 4;
         const int threads = 256;

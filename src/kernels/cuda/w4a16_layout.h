@@ -2,23 +2,25 @@
 // the repack, the kernels, the checks and the host simulation all share (host+device, no CUDA types).
 // Not a kernel and not the checkpoint format: quant/int4_format.h documents what the files hold.
 //
-// The layout feeds mma.sync.m16n8k16 (bf16, f32 accumulate) with the WEIGHT as the A operand
-// (mma rows = output features n, mma cols = k) and the activations as B (mma cols = tokens m):
+// The layout feeds the tensor cores with the WEIGHT as the A operand (rows = output features n, cols = k)
+// and the activations as B (cols = tokens m), in the natural k order, so that one layout serves both
+// mma.sync.m16n8k16 (B fragments loaded from registers) and wgmma m64nNk16 with A from registers (B = a
+// K-major activation tile in shared memory, in plain k order as cp.async / TMA put it there):
 //
 //   packed  uint32 [N/16, K/64, 32 lanes, 4 words]   one "tile" = 16 rows x 64 k = 512 bytes
 //   scales  bf16   [N/16, K/64, 8, 4]                64 bytes per tile
 //
-// Lane l = 4g + t (g = l/4 in 0..7, t = l%4) owns rows g and g+8 of the tile. Word w = 2G + h of
-// the lane (G = group 0/1 of the tile's two 32-wide scale groups, h = half 0/1) holds the 8 codes
-//   row g   at k = 64kt + 32G + 8t + 4h + {0,1,2,3}   in nibbles 0,4,2,6
-//   row g+8 at the same k                               in nibbles 1,5,3,7
-// so (q >> 4s) & 0x000f000f (s = 0..3) yields the four bf16x2 registers a0..a3 of the A fragment
-// of one m16n8k16 step, once 0x4300 is OR'ed in (bf16 128+u) and 136 subtracted (u-8, exact).
-// This is a permutation of k inside each 32-wide group (both operands use it; the sum over k is
-// unchanged and scale groups stay whole): mma column c = 2t' + 8j + i of step (G, h) is
-// k = 32G + 8t' + 4h + 2j + i, so thread (g, t) needs x[m][32G + 8t .. 32G + 8t + 7]: ONE 16-byte
-// load per token row and group gives its B fragments for both steps of the group.
-// Scales of the tile: [g][0] = s(row g, G=0), [g][1] = s(row g+8, G=0), [g][2] = s(g, 1), [g][3] = s(g+8, 1).
+// Lane l = 4g + t (g = l/4 in 0..7, t = l%4) owns rows g and g+8 of the tile. Word s (0..3) of the lane is
+// k16 step s (k = 64kt + 16s + c, c = 0..15) and holds the 8 codes of that step's A fragment:
+//   nibble 0 / 4: row g,   c = 2t / 2t+1        (register a0)
+//   nibble 1 / 5: row g+8, c = 2t / 2t+1        (a1)
+//   nibble 2 / 6: row g,   c = 2t+8 / 2t+9      (a2)
+//   nibble 3 / 7: row g+8, c = 2t+8 / 2t+9      (a3)
+// so (q >> 4r) & 0x000f000f (r = 0..3) is register a_r once 0x4300 is OR'ed in (bf16 128+u) and 136
+// subtracted (u-8, exact). The matching activation (B) registers of thread (g, t) for token column g are
+// b0 = x[m][16s + 2t, +1] and b1 = x[m][16s + 2t + 8, +9].
+// Scales of the tile: [g][0] = s(row g, G=0), [g][1] = s(row g+8, G=0), [g][2] = s(g, 1), [g][3] = s(g+8, 1)
+// (G = 32-wide group of the tile: steps 0,1 are G=0, steps 2,3 are G=1).
 //
 // Constraints: N % 16 == 0, K % 64 == 0 (every Kimi/DeepSeek/Qwen/Mixtral expert shape satisfies both).
 #pragma once
@@ -41,17 +43,20 @@ constexpr int kW4TileScales = 32;     // bf16 scales of one tile (16 rows x 2 gr
 // Index of tile (nb, kt) among all tiles of a [N, K] weight (n-block major: a row block's K is contiguous).
 STRATA_HD size_t w4_tile_index(int nb, int kt, int k_tiles) { return size_t(nb) * size_t(k_tiles) + size_t(kt); }
 
+// Code u (0..15, offset binary) of element (row, k) of a compressed-tensors int32 [N, K/8] weight.
+STRATA_HD uint32_t w4_src_nibble(const uint32_t* src, int K, int row, int k) {
+  return (src[size_t(row) * (size_t(K) / 8) + size_t(k) / 8] >> (4 * (k & 7))) & 0xFu;
+}
+
 // Source (compressed-tensors) to device layout, one output word. src: int32 [N, K/8], row stride K/8 words.
-// nb: row block, kt: k tile, lane: 0..31, w: word 0..3 of the lane.
-STRATA_HD uint32_t w4_repack_word(const uint32_t* src, int K, int nb, int kt, int lane, int w) {
-  const int g = lane >> 2, t = lane & 3, G = w >> 1, h = w & 1;
-  const size_t row_words = size_t(K) / 8;
-  const size_t col = size_t(kt) * 8 + size_t(4 * G + t);  // source word holding k = 64kt + 32G + 8t + 0..7
-  const uint32_t a = (src[(size_t(nb) * 16 + g) * row_words + col] >> (16 * h)) & 0xFFFFu;      // row g: 4 codes
-  const uint32_t b = (src[(size_t(nb) * 16 + g + 8) * row_words + col] >> (16 * h)) & 0xFFFFu;  // row g+8
-  auto nib = [](uint32_t v, int i) { return (v >> (4 * i)) & 0xFu; };
-  return nib(a, 0) | nib(b, 0) << 4 | nib(a, 2) << 8 | nib(b, 2) << 12 | nib(a, 1) << 16 | nib(b, 1) << 20 |
-         nib(a, 3) << 24 | nib(b, 3) << 28;
+// nb: row block, kt: k tile, lane: 0..31, s: word (k16 step) 0..3 of the lane.
+STRATA_HD uint32_t w4_repack_word(const uint32_t* src, int K, int nb, int kt, int lane, int s) {
+  const int g = lane >> 2, t = lane & 3;
+  const int r0 = nb * 16 + g, r1 = r0 + 8, k = kt * 64 + s * 16 + 2 * t;
+  return w4_src_nibble(src, K, r0, k) | w4_src_nibble(src, K, r1, k) << 4 | w4_src_nibble(src, K, r0, k + 8) << 8 |
+         w4_src_nibble(src, K, r1, k + 8) << 12 | w4_src_nibble(src, K, r0, k + 1) << 16 |
+         w4_src_nibble(src, K, r1, k + 1) << 20 | w4_src_nibble(src, K, r0, k + 9) << 24 |
+         w4_src_nibble(src, K, r1, k + 9) << 28;
 }
 
 // Source scales bf16 [N, K/32] to the tile's [8][4] block, entry e = 4g + j.
@@ -64,9 +69,9 @@ STRATA_HD uint16_t w4_repack_scale(const uint16_t* src, int K, int nb, int kt, i
 // Where element (n, k) lives in the device layout: word index into `packed` and nibble 0..7.
 STRATA_HD void w4_locate(int n, int k, int K, size_t* word, int* nibble) {
   const int nb = n >> 4, r = n & 15, g = r & 7, hi = r >> 3;
-  const int kt = k >> 6, kk = k & 63, G = kk >> 5, o = kk & 31, t = o >> 3, h = (o >> 2) & 1, q = o & 3;
-  *word = w4_tile_index(nb, kt, K / 64) * kW4TileWords + size_t(g * 4 + t) * 4 + size_t(2 * G + h);
-  *nibble = (q & 1) * 4 + (q >> 1) * 2 + hi;
+  const int kt = k >> 6, s = (k >> 4) & 3, c = k & 15, half = c >> 3, t = (c & 7) >> 1, i = c & 1;
+  *word = w4_tile_index(nb, kt, K / 64) * kW4TileWords + size_t(g * 4 + t) * 4 + size_t(s);
+  *nibble = hi + 2 * half + 4 * i;
 }
 
 // Index into `scales` of the scale of element (n, k).
@@ -86,8 +91,5 @@ STRATA_HD int w4_code(const uint32_t* packed, int n, int k, int K) {
 // Step s (0..3) of the magic-number dequant: bf16x2 (128 + u_lo, 128 + u_hi) of A-fragment register s.
 // Subtracting bf16x2 (136, 136) then gives the exact codes u - 8.
 STRATA_HD uint32_t w4_magic_pair(uint32_t q, int s) { return ((q >> (4 * s)) & 0x000F000Fu) | 0x43004300u; }
-
-// First k (within the 64-k tile) of the 8 consecutive activations thread (g, t) loads for group G.
-STRATA_HD int w4_x_offset(int G, int t) { return 32 * G + 8 * t; }
 
 }  // namespace strata::cuda

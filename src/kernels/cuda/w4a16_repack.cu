@@ -16,15 +16,17 @@ namespace {
 // One thread per output word; the scale entries ride on the first 32 words' threads of each tile.
 __global__ void repack_kernel(const uint32_t* __restrict__ ct_packed,  // [N, K/8]
                               const uint16_t* __restrict__ ct_scales,  // bf16 [N, K/32]
-                              int K, int k_tiles, size_t n_words,
-                              uint32_t* __restrict__ out_packed,   // [N/16, K/64, 32, 4]
-                              uint16_t* __restrict__ out_scales) {  // [N/16, K/64, 8, 4]
+                              int K, int k_tiles, size_t n_words, int block_stride, int block_offset,
+                              uint32_t* __restrict__ out_packed,   // [N'/16, K/64, 32, 4]
+                              uint16_t* __restrict__ out_scales) {  // [N'/16, K/64, 8, 4]
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n_words; i += size_t(gridDim.x) * blockDim.x) {
     const size_t tile = i / kW4TileWords;
     const int in_tile = int(i % kW4TileWords);
     const int nb = int(tile / size_t(k_tiles)), kt = int(tile % size_t(k_tiles));
-    out_packed[i] = w4_repack_word(ct_packed, K, nb, kt, in_tile >> 2, in_tile & 3);
-    if (in_tile < kW4TileScales) out_scales[tile * kW4TileScales + in_tile] = w4_repack_scale(ct_scales, K, nb, kt, in_tile);
+    const size_t out_tile = w4_tile_index(nb * block_stride + block_offset, kt, k_tiles);
+    out_packed[out_tile * kW4TileWords + in_tile] = w4_repack_word(ct_packed, K, nb, kt, in_tile >> 2, in_tile & 3);
+    if (in_tile < kW4TileScales)
+      out_scales[out_tile * kW4TileScales + in_tile] = w4_repack_scale(ct_scales, K, nb, kt, in_tile);
   }
 }
 
@@ -38,13 +40,19 @@ void w4a16_check_shape(int N, int K) {
 
 void w4a16_repack(const uint32_t* ct_packed, const uint16_t* ct_scales, int N, int K, uint32_t* out_packed,
                   uint16_t* out_scales, void* stream) {
+  w4a16_repack_blocks(ct_packed, ct_scales, N, K, out_packed, out_scales, 1, 0, stream);
+}
+
+void w4a16_repack_blocks(const uint32_t* ct_packed, const uint16_t* ct_scales, int N, int K, uint32_t* out_packed,
+                         uint16_t* out_scales, int out_block_stride, int out_block_offset, void* stream) {
   w4a16_check_shape(N, K);
   const size_t n_words = size_t(N) * size_t(K) / 8;
   const int threads = 256;
   const size_t want = (n_words + threads - 1) / threads;
   const int blocks = int(want < 65535 * 8 ? want : 65535 * 8);
   repack_kernel<<<blocks, threads, 0, static_cast<cudaStream_t>(stream)>>>(ct_packed, ct_scales, K, K / kW4TileK,
-                                                                            n_words, out_packed, out_scales);
+                                                                            n_words, out_block_stride, out_block_offset,
+                                                                            out_packed, out_scales);
   STRATA_CUDA_CHECK_LAUNCH();
 }
 

@@ -30,6 +30,11 @@ void w4a16_check_shape(int N, int K);
 void w4a16_repack(const uint32_t* ct_packed, const uint16_t* ct_scales, int N, int K, uint32_t* out_packed,
                   uint16_t* out_scales, void* stream);
 
+// Same, writing source row block b (16 rows) to output row block b * out_block_stride + out_block_offset of a
+// larger device-layout weight with K columns (interleaving two weights, e.g. gate and up, block by block).
+void w4a16_repack_blocks(const uint32_t* ct_packed, const uint16_t* ct_scales, int N, int K, uint32_t* out_packed,
+                         uint16_t* out_scales, int out_block_stride, int out_block_offset, void* stream);
+
 // Convenience for tools and tests: uploads a host LinearWeight of kind Int4 (packed/scales in host memory),
 // repacks it and returns device buffers it owns (free with w4a16_free). Synchronous.
 W4A16Weight w4a16_upload(const LinearWeight& host_weight);
