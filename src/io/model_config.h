@@ -11,6 +11,20 @@ namespace strata {
 
 enum class RopeType { Default, Llama3, Yarn, Linear };
 
+// Upper bounds on config sizes, enforced by parse_model_config (and the GGUF loader): far above
+// any real model, low enough that a corrupt or hostile value is an Error naming the field rather
+// than a huge allocation, and that every product the loaders form (n_heads * head_dim,
+// n_heads * (qk_nope + qk_rope), moe_intermediate_size * n_shared_experts) fits an int.
+struct ConfigLimits {
+  static constexpr int kVocab = 1 << 24;     // vocab_size (largest real ones ~256K)
+  static constexpr int kDim = 1 << 17;       // hidden_size, q/kv LoRA ranks
+  static constexpr int kFfn = 1 << 20;       // intermediate sizes, incl. n_shared * moe_intermediate
+  static constexpr int kLayers = 1024;       // num_hidden_layers
+  static constexpr int kHeads = 1024;        // num_attention_heads, num_key_value_heads
+  static constexpr int kHeadDim = 4096;      // head_dim, qk_nope/qk_rope/v_head_dim
+  static constexpr int kExperts = 1 << 14;   // routed experts, shared experts, groups
+};
+
 // Rotary embedding parameters; names follow HF `rope_parameters`.
 struct RopeConfig {
   RopeType type = RopeType::Default;

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file.h"
 
 namespace strata {
 
@@ -26,10 +27,18 @@ using json = nlohmann::json;
 namespace {
 // A header larger than this is hostile or corrupt (real ones are a few MB at most).
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+// Same for model.safetensors.index.json (real ones are well under a few MB).
+constexpr size_t kMaxIndexBytes = 256u << 20;
+// No tensor may need more than this many bytes: keeps every element count and byte size, and any
+// product of a subset of dims, far from 64-bit overflow.
+constexpr uint64_t kMaxTensorBytes = uint64_t(1) << 62;
 }  // namespace
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
+  // stat first: open() on a FIFO blocks until a writer appears, and a device is no checkpoint.
+  require_regular_file(path);
+  // O_NONBLOCK: should the path turn into a FIFO between stat and open, open still returns.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   STRATA_CHECK(fd >= 0, path + ": cannot open: " + std::strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -40,8 +49,9 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   if (size_ > 0) {
     void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
+      const int err = errno;
       ::close(fd);
-      throw Error(path + ": mmap failed: " + std::strerror(errno));
+      throw Error(path + ": mmap failed: " + std::strerror(err));
     }
     data_ = static_cast<const uint8_t*>(p);
   }
@@ -91,7 +101,11 @@ std::vector<TensorView> parse_header(const MappedFile& file) {
   const uint8_t* base = file.data() + 8 + header_len;
   const uint64_t data_size = file.size() - 8 - header_len;
   std::vector<TensorView> out;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  struct Range {
+    uint64_t begin, end;
+    size_t tensor;  // index into `out`
+  };
+  std::vector<Range> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     if (name == "__metadata__") continue;
@@ -107,12 +121,19 @@ std::vector<TensorView> parse_header(const MappedFile& file) {
     v.file = p;
     STRATA_CHECK(dtype_from_name(e["dtype"].get<std::string>(), &v.dtype),
                  where + ": unsupported dtype " + e["dtype"].get<std::string>());
-    uint64_t numel = 1;
+    // Every dim and the product of the non-zero ones bounded by 2^62 / dtype size: numel, the byte
+    // size and any partial product of dims stay far from overflow (a zero dim anywhere makes the
+    // tensor empty, but later code may still multiply the other dims).
+    const uint64_t max_elems = kMaxTensorBytes / dtype_size(v.dtype);
+    uint64_t numel = 1, nonzero = 1;
     for (const json& d : e["shape"]) {
       STRATA_CHECK(d.is_number_integer() && d.get<int64_t>() >= 0, where + ": shape has a non-integer or negative dim");
-      uint64_t dim = d.get<uint64_t>();
-      STRATA_CHECK(dim == 0 || numel <= (uint64_t(1) << 62) / dim, where + ": shape overflows");
-      numel *= dim;
+      const uint64_t dim = d.get<uint64_t>();
+      STRATA_CHECK(dim <= max_elems && (dim == 0 || nonzero <= max_elems / dim),
+                   where + ": shape is too large: dim " + std::to_string(v.shape.size()) + " = " +
+                       std::to_string(dim) + " takes the " + dtype_name(v.dtype) + " tensor past 2^62 bytes");
+      if (dim != 0) nonzero *= dim;
+      numel = dim == 0 ? 0 : numel * dim;
       v.shape.push_back(int64_t(dim));
     }
     for (const json& o : e["data_offsets"])
@@ -129,13 +150,21 @@ std::vector<TensorView> parse_header(const MappedFile& file) {
                                             std::to_string(expect));
     v.data = base + begin;
     v.nbytes = size_t(end - begin);
-    if (end > begin) ranges.push_back({begin, end});
+    if (end > begin) ranges.push_back({begin, end, out.size()});
     out.push_back(std::move(v));
   }
-  std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); i++)
-    STRATA_CHECK(ranges[i].first >= ranges[i - 1].second,
-                 p + ": tensor byte ranges overlap at offset " + std::to_string(ranges[i].first));
+  // Non-empty byte ranges must not overlap; sorted by begin, a range can only overlap its
+  // predecessor first (all earlier ones end no later than the predecessor when none overlapped).
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  for (size_t i = 1; i < ranges.size(); i++) {
+    const Range &a = ranges[i - 1], &b = ranges[i];
+    STRATA_CHECK(b.begin >= a.end, p + ": tensors '" + out[a.tensor].name + "' [" + std::to_string(a.begin) + ", " +
+                                       std::to_string(a.end) + ") and '" + out[b.tensor].name + "' [" +
+                                       std::to_string(b.begin) + ", " + std::to_string(b.end) +
+                                       "): byte ranges overlap at offset " + std::to_string(b.begin));
+  }
   return out;
 }
 
@@ -161,17 +190,22 @@ TensorStore TensorStore::open(const std::string& path) {
   s.source_ = path;
   std::error_code ec;
   if (!fs::is_directory(path, ec)) {
-    s.add_file(path, nullptr);
+    s.add_file(path, nullptr);  // MappedFile: a clear Error for a missing path, FIFO, device...
     return s;
   }
   fs::path dir(path);
   fs::path index = dir / "model.safetensors.index.json";
   fs::path single = dir / "model.safetensors";
-  if (fs::exists(index)) {
-    std::ifstream in(index);
+  // symlink_status: a dangling link counts as present, so it is reported rather than skipped.
+  auto present = [](const fs::path& f) {
+    std::error_code e;
+    return fs::exists(fs::symlink_status(f, e));
+  };
+  if (present(index)) {
+    const std::string text = read_regular_file(index.string(), kMaxIndexBytes);
     json j;
     try {
-      j = json::parse(in);
+      j = json::parse(text);
     } catch (const json::exception& e) {
       throw Error(index.string() + ": not valid JSON: " + e.what());
     }
@@ -181,15 +215,17 @@ TensorStore TensorStore::open(const std::string& path) {
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
       STRATA_CHECK(it.value().is_string(), index.string() + ": weight_map['" + it.key() + "'] is not a file name");
       std::string shard = it.value().get<std::string>();
-      STRATA_CHECK(shard.find('/') == std::string::npos && shard.find("..") == std::string::npos,
-                   index.string() + ": shard name '" + shard + "' must be a plain file name");
+      STRATA_CHECK(!shard.empty() && shard != "." && shard.find('/') == std::string::npos &&
+                       shard.find("..") == std::string::npos && shard.find('\0') == std::string::npos,
+                   index.string() + ": shard name '" + shard + "' (for tensor '" + it.key() +
+                       "') must be a plain file name");
       by_shard[shard].push_back(it.key());
     }
     STRATA_CHECK(!by_shard.empty(), index.string() + ": weight_map is empty");
     for (const auto& [shard, names] : by_shard) s.add_file((dir / shard).string(), &names);
     return s;
   }
-  STRATA_CHECK(fs::exists(single), path + ": no model.safetensors or model.safetensors.index.json");
+  STRATA_CHECK(present(single), path + ": no model.safetensors or model.safetensors.index.json");
   s.add_file(single.string(), nullptr);
   return s;
 }

@@ -1,7 +1,11 @@
 // Model loading and the forward pass shared by all architectures: the explicit per-layer loop
 // (pre-norm attention + FFN/MoE with residuals) and the attention / MoE blocks it calls.
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "core/error.h"
@@ -23,6 +27,11 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     m->cfg_ = gguf_model_config(*m->gguf_);
     load_gguf_weights(*m->gguf_, m->cfg_, m->w_);
   } else {
+    // Not a GGUF file: must be a checkpoint directory. A FIFO, device or other file is an Error
+    // here, before anything opens it (open() on a FIFO would block).
+    struct stat st;
+    STRATA_CHECK(::stat(path.c_str(), &st) == 0, path + ": cannot access: " + std::strerror(errno));
+    STRATA_CHECK(S_ISDIR(st.st_mode), path + ": not a model directory (config.json + safetensors) or a GGUF file");
     m->cfg_ = load_model_config(path);
     m->store_ = TensorStore::open(path);
     WeightLoader loader(m->store_, m->cfg_);
@@ -48,6 +57,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
 }
 
 KvCache Model::new_cache(int capacity) const {
+  STRATA_CHECK(capacity >= 0, "new_cache: negative capacity " + std::to_string(capacity));
   KvCache kv;
   kv.capacity = capacity;
   const ModelConfig& c = cfg_;

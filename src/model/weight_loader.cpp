@@ -52,7 +52,7 @@ LinearWeight WeightLoader::linear(const std::string& module, int n_out, int n_in
         dims[0] = d32[0];
         dims[1] = d32[1];
       } else {
-        throw Error(ws.file + ": '" + ws.name + "' must be I64 or I32");
+        throw Error(ws.file + ": '" + ws.name + "' must be I64 or I32, is " + dtype_name(ws.dtype));
       }
       STRATA_CHECK(dims[0] == n_out && dims[1] == n_in,
                    ws.file + ": '" + ws.name + "' says [" + std::to_string(dims[0]) + ", " + std::to_string(dims[1]) +

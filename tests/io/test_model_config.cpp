@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -535,6 +537,155 @@ TEST(ModelConfigErrors, BadMoeAndMlaFields) {
   c = fixture_config("qwen3_moe");
   c["mlp_only_layers"] = {"0"};
   expect_config_error(c, {"mlp_only_layers"});
+}
+
+TEST(ModelConfigErrors, SizesBeyondTheLimitsNameTheField) {
+  // Each value is a valid int; each is far beyond any real model. A corrupt value must be an
+  // Error naming the field, not a huge allocation or an int overflow later (n_heads * head_dim...).
+  struct Case {
+    const char* fixture;
+    const char* field;
+    int64_t limit;  // largest accepted value
+  };
+  using L = ConfigLimits;
+  const std::vector<Case> cases = {
+      {"llama", "vocab_size", L::kVocab},
+      {"llama", "hidden_size", L::kDim},
+      {"llama", "num_hidden_layers", L::kLayers},
+      {"llama", "num_attention_heads", L::kHeads},
+      {"llama", "head_dim", L::kHeadDim},
+      {"llama", "intermediate_size", L::kFfn},
+      {"mixtral", "num_local_experts", L::kExperts},
+      {"mixtral", "intermediate_size", L::kFfn},
+      {"qwen3_moe", "moe_intermediate_size", L::kFfn},
+      {"kimi_k2", "n_routed_experts", L::kExperts},
+      {"kimi_k2", "moe_intermediate_size", L::kFfn},
+      {"kimi_k2", "n_shared_experts", L::kExperts},
+      {"kimi_k2", "q_lora_rank", L::kDim},
+      {"kimi_k2", "kv_lora_rank", L::kDim},
+      {"kimi_k2", "qk_nope_head_dim", L::kHeadDim},
+      {"kimi_k2", "qk_rope_head_dim", L::kHeadDim},
+      {"kimi_k2", "v_head_dim", L::kHeadDim},
+  };
+  for (const auto& k : cases) {
+    SCOPED_TRACE(std::string(k.fixture) + " " + k.field);
+    for (int64_t v : {k.limit + 2, int64_t(INT_MAX), int64_t(1) << 40}) {
+      json c = fixture_config(k.fixture);
+      ASSERT_TRUE(c.contains(k.field));
+      c[k.field] = v;
+      expect_config_error(c, {std::string("'") + k.field + "'", std::to_string(v), "out of range"});
+    }
+  }
+  // The limits themselves parse (the checkpoint then disagrees, which is the loader's business).
+  json c = fixture_config("llama");
+  c["num_hidden_layers"] = L::kLayers;
+  c["vocab_size"] = L::kVocab;
+  c["num_attention_heads"] = L::kHeads;
+  c["num_key_value_heads"] = L::kHeads;
+  c["head_dim"] = L::kHeadDim;
+  const ModelConfig m = parse_model_config(c.dump(), "ok/config.json");
+  EXPECT_EQ(m.n_layers, L::kLayers);
+  EXPECT_EQ(int64_t(m.n_heads) * m.head_dim, int64_t(L::kHeads) * L::kHeadDim);
+  // A head_dim derived from hidden_size / num_attention_heads is bounded as well.
+  c = fixture_config("llama");
+  c.erase("head_dim");
+  c["hidden_size"] = L::kDim;
+  c["num_attention_heads"] = 1;
+  c["num_key_value_heads"] = 1;
+  expect_config_error(c, {"head_dim", std::to_string(L::kDim)});
+}
+
+TEST(ModelConfigErrors, SharedExpertWidthBeyondTheLimit) {
+  // moe_intermediate_size and n_shared_experts each in range, their product (one fused FFN) not.
+  json c = fixture_config("kimi_k2");
+  c["moe_intermediate_size"] = 1 << 16;
+  c["n_shared_experts"] = 32;
+  expect_config_error(c, {"moe_intermediate_size * n_shared_experts", std::to_string(int64_t(1) << 21)});
+  c["n_shared_experts"] = 16;  // exactly the limit
+  EXPECT_EQ(parse_model_config(c.dump(), "ok/config.json").n_shared_experts, 16);
+}
+
+TEST(ModelConfigErrors, WrongJsonTypesAreErrorsNamingTheField) {
+  // String-valued fields holding other JSON types: an Error naming the field, not a
+  // nlohmann::json exception escaping the parser.
+  struct Case {
+    const char* fixture;
+    const char* field;
+    json value;
+  };
+  const std::vector<Case> cases = {
+      {"llama", "model_type", 7},          {"llama", "hidden_act", json::array({"silu"})},
+      {"kimi_k2", "scoring_func", 1},      {"kimi_k2", "topk_method", false},
+      {"minimax_m2", "scoring_func", 2.5},
+  };
+  for (const auto& k : cases) {
+    SCOPED_TRACE(std::string(k.fixture) + " " + k.field);
+    json c = fixture_config(k.fixture);
+    c[k.field] = k.value;
+    expect_config_error(c, {k.field});
+  }
+  const json base = fixture_config("llama_int4");
+  auto weights = [](json& c) -> json& { return c["quantization_config"]["config_groups"].begin().value()["weights"]; };
+  for (const char* field : {"num_bits", "group_size", "symmetric", "type", "strategy", "dynamic"}) {
+    SCOPED_TRACE(field);
+    json c = base;
+    weights(c)[field] = json::object({{"nested", true}});
+    expect_config_error(c, {"quantization_config", "weights"});
+  }
+  json c = base;
+  c["quantization_config"]["quant_method"] = 4;
+  expect_config_error(c, {"quantization_config", "quant_method"});
+  c = base;
+  c["quantization_config"]["format"] = json::array();
+  expect_config_error(c, {"quantization_config", "format"});
+}
+
+TEST(ModelConfigErrors, NumbersBeyondFloatAndOutOfRangeTokenIds) {
+  for (const char* field : {"rms_norm_eps", "routed_scaling_factor"}) {
+    SCOPED_TRACE(field);
+    json c = fixture_config("kimi_k2");
+    c[field] = 1e39;  // a finite double, not a float
+    expect_config_error(c, {field, "finite"});
+  }
+  json c = fixture_config("llama");
+  c["rope_parameters"]["factor"] = -3e38 * 10;
+  expect_config_error(c, {"factor"});
+  for (double eps : {0.0, -1e-6, 1.0}) {
+    c = fixture_config("qwen3");
+    c["rms_norm_eps"] = eps;
+    expect_config_error(c, {"rms_norm_eps"});
+  }
+  for (const json& eos : {json(int64_t(1) << 40), json::array({2, int64_t(1) << 33}), json(uint64_t(1) << 63)}) {
+    SCOPED_TRACE(eos.dump());
+    c = fixture_config("llama");
+    c["eos_token_id"] = eos;
+    expect_config_error(c, {"eos_token_id"});
+  }
+  c = fixture_config("qwen3_moe");
+  c["mlp_only_layers"] = {1, int64_t(1) << 32};
+  expect_config_error(c, {"mlp_only_layers"});
+  c["mlp_only_layers"] = {-1};
+  expect_config_error(c, {"mlp_only_layers"});
+}
+
+TEST(ModelConfigErrors, PartialRotaryWithMla) {
+  // MLA ropes all qk_rope_head_dim dims; a partial factor would shrink the rope table under them.
+  json c = fixture_config("kimi_k2");
+  c["partial_rotary_factor"] = 0.5;
+  expect_config_error(c, {"partial_rotary_factor"});
+  c = fixture_config("deepseek_v3");
+  c["rope_parameters"]["partial_rotary_factor"] = 0.25;
+  expect_config_error(c, {"partial_rotary_factor"});
+}
+
+TEST(ModelConfigErrors, ConfigJsonThatIsNotARegularFile) {
+  test::TempDir dir;
+  std::filesystem::create_directories(dir.path + "/config.json");  // a directory
+  expect_error([&] { load_model_config(dir.path); }, {dir.path + "/config.json", "directory"});
+  // The model "directory" is a file.
+  test::write_text(dir.path + "/file", "{}");
+  expect_error([&] { load_model_config(dir.path + "/file"); }, {dir.path + "/file", "not a directory"});
+  expect_error([&] { load_model_config(dir.path + "/missing"); }, {dir.path + "/missing"});
 }
 
 }  // namespace

@@ -1,16 +1,22 @@
 // safetensors: writer/reader round trip (every dtype, odd shapes, every fixture), sharded
 // checkpoints (model.safetensors.index.json), and corrupt files. Every defect must be a
 // strata::Error whose message names the file and, where there is one, the tensor; never a crash.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <source_location>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -64,6 +70,33 @@ std::string raw_safetensors(const std::string& header, size_t data_bytes) {
 // A file whose header is one tensor entry "w": `entry` (a JSON object text), with `data_bytes`.
 std::string one_entry_file(const std::string& entry, size_t data_bytes) {
   return raw_safetensors("{\"w\": " + entry + "}", data_bytes);
+}
+
+// Runs `f` on a thread and returns "Error: <message>" (or what else happened). Should it not
+// return within a few seconds (blocked opening a FIFO), fails the test and opens each of
+// `fifos` for writing, which releases the blocked open(), so the test ends instead of hanging.
+std::string outcome_within_deadline(const std::function<void()>& f, const std::vector<std::string>& fifos) {
+  auto result = std::make_shared<std::promise<std::string>>();
+  std::future<std::string> done = result->get_future();
+  std::thread t([f, result] {
+    try {
+      f();
+      result->set_value("no error");
+    } catch (const Error& e) {
+      result->set_value(std::string("Error: ") + e.what());
+    } catch (const std::exception& e) {
+      result->set_value(std::string("other exception: ") + e.what());
+    }
+  });
+  if (done.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "still running after 5 s (blocked opening a FIFO?)";
+    for (const auto& p : fifos) {
+      const int fd = ::open(p.c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  t.join();
+  return done.get();
 }
 
 std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
@@ -437,23 +470,31 @@ TEST(SafetensorsCorrupt, BadDims) {
 }
 
 TEST(SafetensorsCorrupt, ShapeWhoseByteSizeOverflows) {
-  // numel fits the reader's 2^62 bound, but numel * dtype size wraps to 0 in 64 bits, so an empty
-  // byte range would "match" a 2^62-element tensor.
+  // Element counts that fit in 64 bits but whose byte size (numel * dtype size) does not: unchecked,
+  // it wraps to 0 and an empty byte range would "match" a 2^62-element tensor.
   CorruptFile f;
-  for (const char* entry : {R"({"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]})",
-                            R"({"dtype": "F64", "shape": [2147483648, 2147483648], "data_offsets": [0, 0]})"}) {
-    SCOPED_TRACE(entry);
-    f.write(one_entry_file(entry, 0));
-    try {
-      TensorStore s = TensorStore::open(f.path);
-      GTEST_SKIP() << "engine bug: src/io/safetensors.cpp parse_header accepts " << entry
-                   << " (numel " << s.get("w").numel() << ", nbytes " << s.get("w").nbytes
-                   << "): numel * dtype_size overflows; bound numel by 2^62 / dtype_size";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("'w'"), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find("broken.safetensors"), std::string::npos) << e.what();
-    }
-  }
+  f.expect(one_entry_file(R"({"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]})", 0),
+           {"'w'", "too large"});
+  f.expect(one_entry_file(R"({"dtype": "F64", "shape": [2147483648, 2147483648], "data_offsets": [0, 0]})", 0),
+           {"'w'", "too large"});
+  f.expect(one_entry_file(R"({"dtype": "BF16", "shape": [2, 4, 8, 288230376151711744], "data_offsets": [0, 0]})", 0),
+           {"'w'", "too large"});
+  // A zero dim makes the tensor empty, but the other dims are still bounded (their products must
+  // not overflow either).
+  f.expect(one_entry_file(R"({"dtype": "U8", "shape": [0, 4611686018427387905], "data_offsets": [0, 0]})", 0),
+           {"'w'", "too large"});
+  f.expect(one_entry_file(R"({"dtype": "U8", "shape": [0, 4294967296, 4294967296], "data_offsets": [0, 0]})", 0),
+           {"'w'", "too large"});
+  // Exactly 2^62 bytes is representable: then the byte range is what is wrong.
+  f.expect(one_entry_file(R"({"dtype": "U8", "shape": [4611686018427387904], "data_offsets": [0, 0]})", 0),
+           {"'w'", "needs 4611686018427387904"});
+  f.expect(one_entry_file(R"({"dtype": "F32", "shape": [1073741824, 1073741824], "data_offsets": [0, 0]})", 0),
+           {"'w'", "needs 4611686018427387904"});
+  // Large but sane dims with a zero are an empty tensor.
+  f.write(one_entry_file(R"({"dtype": "F32", "shape": [0, 1048576, 1048576], "data_offsets": [0, 0]})", 0));
+  TensorStore s = TensorStore::open(f.path);
+  EXPECT_EQ(s.get("w").numel(), 0);
+  EXPECT_EQ(s.get("w").nbytes, 0u);
 }
 
 TEST(SafetensorsCorrupt, BadDataOffsets) {
@@ -512,19 +553,84 @@ TEST(SafetensorsCorrupt, ByteRangeSizeMismatch) {
 
 TEST(SafetensorsCorrupt, OverlappingRanges) {
   CorruptFile f;
+  // The message names both tensors and their ranges.
   f.expect(raw_safetensors(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                                "v": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 16),
-           {"overlap"});
+           {"overlap", "'w' [0, 8)", "'v' [4, 12)"});
   f.expect(raw_safetensors(R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
                                "v": {"dtype": "U8", "shape": [2], "data_offsets": [6, 8]}})", 16),
-           {"overlap"});
+           {"overlap", "'w' [0, 16)", "'v' [6, 8)"});
   f.expect(raw_safetensors(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]},
                                "v": {"dtype": "I32", "shape": [2], "data_offsets": [8, 16]}})", 16),
-           {"overlap"});
+           {"overlap", "'w'", "'v'", "[8, 16)"});
+  // Among several tensors, the pair that overlaps (not a neighbour that does not).
+  f.expect(raw_safetensors(R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+                               "b": {"dtype": "U8", "shape": [8], "data_offsets": [4, 12]},
+                               "c": {"dtype": "U8", "shape": [2], "data_offsets": [10, 12]},
+                               "d": {"dtype": "U8", "shape": [4], "data_offsets": [12, 16]}})", 16),
+           {"overlap", "'b' [4, 12)", "'c' [10, 12)"});
   // Adjacent ranges do not overlap.
   f.write(raw_safetensors(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                               "v": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})", 16));
   EXPECT_NO_THROW(TensorStore::open(f.path));
+}
+
+TEST(SafetensorsCorrupt, FifoDeviceOrDirectoryIsAnErrorNotAHang) {
+  // open() on a FIFO blocks until a writer appears: every path is stat'ed first.
+  test::TempDir dir;
+  std::vector<std::string> fifos;
+  auto make_fifo = [&](const std::string& p) {
+    EXPECT_EQ(::mkfifo(p.c_str(), 0600), 0) << p;
+    fifos.push_back(p);
+  };
+  const std::string fifo = dir.path + "/pipe.safetensors";
+  make_fifo(fifo);
+  auto expect = [&](const std::string& path, const std::vector<std::string>& needles,
+                    std::source_location loc = std::source_location::current()) {
+    SCOPED_TRACE(::testing::Message() << "called from line " << loc.line() << ": " << path);
+    const std::string got = outcome_within_deadline([&] { TensorStore::open(path); }, fifos);
+    EXPECT_EQ(got.rfind("Error: ", 0), 0u) << got;
+    for (const auto& n : needles) EXPECT_NE(got.find(n), std::string::npos) << "lacks \"" << n << "\": " << got;
+  };
+  expect(fifo, {"pipe.safetensors", "FIFO"});
+  for (const char* dev : {"/dev/null", "/dev/zero"})
+    if (fs::exists(dev)) expect(dev, {dev, "character device"});
+
+  // model.safetensors in a directory is a FIFO.
+  const std::string single = dir.path + "/single";
+  fs::create_directories(single);
+  make_fifo(single + "/model.safetensors");
+  expect(single, {"model.safetensors", "FIFO"});
+
+  // The index, or a shard it names, is a FIFO.
+  const std::string sharded = dir.path + "/sharded";
+  fs::create_directories(sharded);
+  const float a[2] = {1, 2};
+  write_safetensors(sharded + "/" + kShard1, {{"a", DType::F32, {2}, a}});
+  make_fifo(sharded + "/" + kShard2);
+  test::write_text(sharded + "/" + kIndex, json{{"weight_map", {{"a", kShard1}, {"b", kShard2}}}}.dump());
+  expect(sharded, {kShard2, "FIFO"});
+  fs::remove(sharded + "/" + kIndex);
+  make_fifo(sharded + "/" + kIndex);
+  expect(sharded, {kIndex, "FIFO"});
+
+  // A directory where the index should be, and shard names that point at the directory itself.
+  const std::string odd = dir.path + "/odd";
+  fs::create_directories(odd + "/" + kIndex);
+  expect(odd, {kIndex, "directory"});
+  fs::remove(odd + "/" + kIndex);
+  for (const char* shard : {"", "."}) {
+    test::write_text(odd + "/" + kIndex, json{{"weight_map", {{"a", shard}}}}.dump());
+    expect(odd, {kIndex, "plain file name"});
+  }
+}
+
+TEST(SafetensorsCorrupt, DeeplyNestedHeaderIsAnError) {
+  // The JSON parser and the value's destructor must not recurse once per nesting level.
+  CorruptFile f;
+  const size_t depth = 200000;
+  f.expect(one_entry_file(std::string(depth, '[') + std::string(depth, ']'), 0), {"'w'", "not an object"});
+  f.expect(raw_safetensors(std::string(depth, '['), 0), {"JSON"});
 }
 
 TEST(SafetensorsCorrupt, EveryTruncationAndHeaderByteFlipIsValidOrAnError) {

@@ -1,24 +1,35 @@
 // Broken model directories built from the fixtures in a scratch dir: Model::load must throw
-// strata::Error naming the tensor or field, never crash. Also forward() on bad token ids and past
-// the KV cache, and configs in the legacy rope style loading to HF's reference logits.
+// strata::Error naming the file, tensor or field, never crash, hang or allocate for sizes the
+// checkpoint does not hold. Also paths that are FIFOs/devices/files where a directory is expected,
+// forward() on bad token ids and past the KV cache, and configs in the legacy rope style loading
+// to HF's reference logits. (Header-level safetensors corruption: tests/io/test_safetensors.cpp;
+// config.json parsing: tests/io/test_model_config.cpp.)
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <source_location>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
+#include "model/arch/arch.h"
 #include "model/model.h"
+#include "model/weight_loader.h"
 #include "test_util.h"
 
 namespace strata {
@@ -175,8 +186,26 @@ TEST(CorruptCheckpoint, TensorShapeChanged) {
   }
 }
 
+TEST(CorruptCheckpoint, DenseWeightTransposed) {
+  // Same bytes, 2-D -> 2-D: [N, K] stored as [K, N].
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"qwen3", "model.layers.0.mlp.up_proj.weight"},
+      {"llama", "model.layers.2.self_attn.k_proj.weight"},
+      {"kimi_k2", "model.layers.1.self_attn.kv_b_proj.weight"}};
+  for (const auto& [fixture, victim] : cases) {
+    SCOPED_TRACE(victim);
+    BrokenModel m(fixture);
+    auto& t = m.at(victim);
+    ASSERT_EQ(t.shape.size(), 2u);
+    ASSERT_NE(t.shape[0], t.shape[1]);
+    t.shape = {t.shape[1], t.shape[0]};
+    expect_load_error(m.write(), {victim, "shape"});
+  }
+}
+
 TEST(CorruptCheckpoint, TensorDtypeChangedToAWrongOne) {
   // Same element size, wrong kind: BF16 -> I16, I32 (packed) -> F32, I64 (weight_shape) -> F64.
+  // The message names the tensor and the dtype found.
   for (const auto& f : test::manifest()) {
     TensorStore s = TensorStore::open(f.model_dir);
     for (const auto& victim : sample_tensors(s, 2, /*skip_weight_shape=*/false)) {
@@ -189,7 +218,7 @@ TEST(CorruptCheckpoint, TensorDtypeChangedToAWrongOne) {
         case DType::I64: t.dtype = DType::F64; break;
         default: FAIL() << "fixture dtype " << dtype_name(t.dtype);
       }
-      expect_load_error(m.write(), {victim});
+      expect_load_error(m.write(), {victim, dtype_name(t.dtype)});
     }
   }
 }
@@ -316,7 +345,7 @@ TEST(CorruptCheckpoint, IgnoredModuleStoredPacked) {
 }
 
 TEST(CorruptCheckpoint, PackedWithoutQuantizationConfig) {
-  for (const char* name : {"kimi_k2_int4", "qwen3_moe_int4"}) {
+  for (const char* name : {"kimi_k2_int4", "qwen3_moe_int4", "llama_int4"}) {
     SCOPED_TRACE(name);
     BrokenModel m(name);
     m.edit_config([](json& c) { c.erase("quantization_config"); });
@@ -377,8 +406,8 @@ TEST(CorruptConfig, InvalidOrMissingConfigJson) {
   fs::create_symlink(fixture_dir("llama") + "/model.safetensors", dir.path + "/model.safetensors");
   expect_load_error(dir.path, {"config.json"});  // none
   const std::string good = test::read_text(fixture_dir("llama") + "/config.json");
-  for (const std::string bad : {std::string("{ not json"), std::string(""), good.substr(0, good.size() / 2),
-                                std::string("\xff\xfe{}", 4), std::string("[") + good + "]"}) {
+  for (const std::string& bad : {std::string("{ not json"), std::string(""), good.substr(0, good.size() / 2),
+                                 std::string("\xff\xfe{}", 4), std::string("[") + good + "]"}) {
     test::write_text(dir.path + "/config.json", bad);
     expect_load_error(dir.path, {dir.path + "/config.json"});
   }
@@ -431,40 +460,186 @@ TEST(CorruptConfig, FieldsDisagreeWithTheCheckpoint) {
 }
 
 TEST(CorruptConfig, HugeDimensionsAreErrors) {
-  // Each field is a valid int on its own; their products are not. Shape checks must still win.
+  // Each field is a valid int on its own; beyond the config limits it is an Error naming the field
+  // (not a huge allocation, nor an int overflow in n_heads * head_dim and the like).
   struct Case {
     const char* fixture;
     std::function<void(json&)> edit;
+    std::vector<std::string> needles;
   };
   const std::vector<Case> cases = {
-      {"llama", [](json& c) { c["vocab_size"] = INT_MAX; }},
-      {"llama", [](json& c) { c["hidden_size"] = INT_MAX; }},
-      {"llama", [](json& c) { c["intermediate_size"] = INT_MAX; }},
+      {"llama", [](json& c) { c["vocab_size"] = INT_MAX; }, {"vocab_size"}},
+      {"llama", [](json& c) { c["hidden_size"] = INT_MAX; }, {"hidden_size"}},
+      {"llama", [](json& c) { c["intermediate_size"] = INT_MAX; }, {"intermediate_size"}},
       {"llama",
        [](json& c) {
          c["num_attention_heads"] = 65536;
          c["num_key_value_heads"] = 65536;
          c["head_dim"] = 65536;
-       }},
-      {"kimi_k2", [](json& c) { c["n_shared_experts"] = 1 << 26; }},
-      {"kimi_k2", [](json& c) { c["num_attention_heads"] = 1 << 26; }},
-      {"mixtral", [](json& c) { c["num_local_experts"] = 1 << 30; }},
+       },
+       {"num_attention_heads"}},
+      {"kimi_k2", [](json& c) { c["n_shared_experts"] = 1 << 26; }, {"n_shared_experts"}},
+      {"kimi_k2", [](json& c) { c["num_attention_heads"] = 1 << 26; }, {"num_attention_heads"}},
+      {"mixtral", [](json& c) { c["num_local_experts"] = 1 << 30; }, {"num_local_experts"}},
   };
   for (size_t i = 0; i < cases.size(); i++) {
     SCOPED_TRACE(std::string(cases[i].fixture) + " case " + std::to_string(i));
     BrokenModel m(cases[i].fixture);
     m.edit_config(cases[i].edit);
-    expect_load_error(m.write(), {"model."});
+    std::vector<std::string> needles = cases[i].needles;
+    needles.push_back("config.json");
+    needles.push_back("out of range");
+    expect_load_error(m.write(), needles);
   }
+  // At the limits the config parses; the shape checks then name the tensor.
+  BrokenModel m("llama");
+  m.edit_config([](json& c) {
+    c["num_attention_heads"] = ConfigLimits::kHeads;
+    c["num_key_value_heads"] = ConfigLimits::kHeads;
+    c["head_dim"] = ConfigLimits::kHeadDim;
+  });
+  expect_load_error(m.write(), {"q_proj", "shape", std::to_string(ConfigLimits::kHeads * ConfigLimits::kHeadDim)});
 }
 
 TEST(CorruptConfig, HugeLayerCountIsAnErrorNotAnAllocation) {
-  GTEST_SKIP() << "engine bug: src/model/arch/*.cpp `w.layers.resize(c.n_layers)` runs before any layer tensor is "
-                  "checked, so num_hidden_layers = 2^31-1 asks for ~4 TB (std::bad_alloc, or an ASAN abort) "
-                  "instead of Error naming model.layers.N; fill layers one at a time (emplace_back in the loop)";
-  BrokenModel m("llama");
-  m.edit_config([](json& c) { c["num_hidden_layers"] = INT_MAX; });
-  expect_load_error(m.write(), {"model.layers.", "missing"});
+  {
+    BrokenModel m("llama");
+    m.edit_config([](json& c) { c["num_hidden_layers"] = INT_MAX; });
+    expect_load_error(m.write(), {"config.json", "num_hidden_layers", std::to_string(INT_MAX), "out of range"});
+  }
+  {
+    // Within the limit but far more than stored: the first missing layer is named.
+    BrokenModel m("llama");
+    int stored = 0;
+    m.edit_config([&](json& c) {
+      stored = c["num_hidden_layers"].get<int>();
+      c["num_hidden_layers"] = ConfigLimits::kLayers;
+    });
+    expect_load_error(m.write(), {"model.layers." + std::to_string(stored) + ".", "missing"});
+  }
+}
+
+TEST(CorruptConfig, ArchLoadersAllocateOnlyForLayersFound) {
+  // The loaders themselves, given a config no parser bounded (as a future config source might):
+  // n_layers = INT_MAX must fail at the first missing layer, not reserve INT_MAX layers up front
+  // (which is std::bad_alloc, or an OOM kill where memory is overcommitted).
+  for (const auto& f : test::manifest()) {
+    SCOPED_TRACE(f.name);
+    ModelConfig cfg = load_model_config(f.model_dir);
+    const int stored = cfg.n_layers;
+    cfg.n_layers = INT_MAX;
+    TensorStore store = TensorStore::open(f.model_dir);
+    WeightLoader loader(store, cfg);
+    ModelWeights w;
+    expect_error([&] { find_arch_loader(cfg.architecture)(cfg, loader, w); },
+                 {"model.layers." + std::to_string(stored) + ".", "missing"});
+    EXPECT_LE(w.layers.size(), size_t(stored) + 1);
+  }
+}
+
+TEST(CorruptConfig, ArchLoaderDimProductsAreCheckedNotOverflowed) {
+  // Products of config fields (n_heads * head_dim, ...) computed in 64 bits: too large for a
+  // tensor dimension is an Error naming the fields and the true value, not a wrapped int.
+  struct Case {
+    const char* fixture;
+    std::function<void(ModelConfig&)> edit;
+    std::vector<std::string> needles;
+  };
+  const std::vector<Case> cases = {
+      {"llama", [](ModelConfig& c) { c.n_heads = c.n_kv_heads = c.head_dim = 65536; },
+       {"num_attention_heads * head_dim", "4294967296", "q_proj"}},
+      {"qwen3", [](ModelConfig& c) { c.n_kv_heads = 1 << 20, c.head_dim = 1 << 12; },
+       {"num_key_value_heads * head_dim", "4294967296", "k_proj"}},
+      {"kimi_k2", [](ModelConfig& c) { c.n_heads = 1 << 26; },
+       {"num_attention_heads * (qk_nope_head_dim + qk_rope_head_dim)", std::to_string((int64_t(1) << 26) * 48)}},
+      {"kimi_k2", [](ModelConfig& c) { c.v_head_dim = INT_MAX; },
+       {"qk_nope_head_dim + v_head_dim", std::to_string(int64_t(INT_MAX) + 32)}},
+      {"kimi_k2", [](ModelConfig& c) { c.n_shared_experts = 1 << 26; },
+       {"moe_intermediate_size * n_shared_experts", std::to_string((int64_t(1) << 26) * 64)}},
+  };
+  for (const auto& k : cases) {
+    SCOPED_TRACE(std::string(k.fixture) + ": " + k.needles[0]);
+    ModelConfig cfg = load_model_config(fixture_dir(k.fixture));
+    k.edit(cfg);
+    TensorStore store = TensorStore::open(fixture_dir(k.fixture));
+    WeightLoader loader(store, cfg);
+    ModelWeights w;
+    expect_error([&] { find_arch_loader(cfg.architecture)(cfg, loader, w); }, k.needles);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paths that are not what they claim: FIFOs (open() would block), devices, files for directories.
+
+// Runs `f` on a thread and returns "Error: <message>" (or what else happened). Should it not
+// return within a few seconds (blocked opening a FIFO), fails the test and opens each of
+// `fifos` for writing, which releases the blocked open(), so the test ends instead of hanging.
+std::string outcome_within_deadline(const std::function<void()>& f, const std::vector<std::string>& fifos) {
+  auto result = std::make_shared<std::promise<std::string>>();
+  std::future<std::string> done = result->get_future();
+  std::thread t([f, result] {
+    try {
+      f();
+      result->set_value("no error");
+    } catch (const Error& e) {
+      result->set_value(std::string("Error: ") + e.what());
+    } catch (const std::exception& e) {
+      result->set_value(std::string("other exception: ") + e.what());
+    }
+  });
+  if (done.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "still running after 5 s (blocked opening a FIFO?)";
+    for (const auto& p : fifos) {
+      const int fd = ::open(p.c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  t.join();
+  return done.get();
+}
+
+TEST(CorruptCheckpoint, FifoDeviceOrFileWhereADirectoryIsExpected) {
+  test::TempDir dir;
+  std::vector<std::string> fifos;
+  auto make_fifo = [&](const std::string& p) {
+    EXPECT_EQ(::mkfifo(p.c_str(), 0600), 0) << p;
+    fifos.push_back(p);
+  };
+  auto expect = [&](const std::string& path, const std::vector<std::string>& needles,
+                    std::source_location loc = std::source_location::current()) {
+    SCOPED_TRACE(::testing::Message() << "called from line " << loc.line() << ": " << path);
+    const std::string got = outcome_within_deadline([&] { Model::load(path); }, fifos);
+    EXPECT_EQ(got.rfind("Error: ", 0), 0u) << got;
+    for (const auto& n : needles) EXPECT_NE(got.find(n), std::string::npos) << "lacks \"" << n << "\": " << got;
+  };
+  // The model path itself: a FIFO, a device, a regular file that is not GGUF.
+  make_fifo(dir.path + "/model.gguf");
+  expect(dir.path + "/model.gguf", {"model.gguf", "not a model directory"});
+  if (fs::exists("/dev/zero")) expect("/dev/zero", {"/dev/zero", "not a model directory"});
+  test::write_text(dir.path + "/notes.txt", "not a model");
+  expect(dir.path + "/notes.txt", {"notes.txt", "not a model directory"});
+  // config.json a FIFO next to good weights.
+  const std::string a = dir.path + "/a";
+  fs::create_directories(a);
+  fs::create_symlink(fixture_dir("llama") + "/model.safetensors", a + "/model.safetensors");
+  make_fifo(a + "/config.json");
+  expect(a, {a + "/config.json", "FIFO"});
+  // model.safetensors a FIFO next to a good config.json.
+  const std::string b = dir.path + "/b";
+  fs::create_directories(b);
+  fs::copy_file(fixture_dir("llama") + "/config.json", b + "/config.json");
+  make_fifo(b + "/model.safetensors");
+  expect(b, {b + "/model.safetensors", "FIFO"});
+  // A symlink to a FIFO is followed and still refused.
+  const std::string c = dir.path + "/c";
+  fs::create_directories(c);
+  fs::create_symlink(a + "/config.json", c + "/config.json");
+  fs::create_symlink(fixture_dir("llama") + "/model.safetensors", c + "/model.safetensors");
+  expect(c, {c + "/config.json", "FIFO"});
+  // config.json a directory.
+  const std::string d = dir.path + "/d";
+  fs::create_directories(d + "/config.json");
+  expect(d, {d + "/config.json", "directory"});
 }
 
 // ---------------------------------------------------------------------------------------------

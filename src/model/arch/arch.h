@@ -2,6 +2,7 @@
 // its tensor names and which blocks each layer uses; the shared pieces are in arch_common.cpp.
 // Not the forward pass (model/decoder.cpp runs every architecture's layers).
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "model/model.h"
@@ -26,6 +27,15 @@ ModelConfig gguf_model_config(const GgufFile& g);
 void load_gguf_weights(const GgufFile& g, const ModelConfig& c, ModelWeights& w);
 
 // Shared pieces (arch_common.cpp).
+// Loaders append layers one at a time (w.layers.emplace_back() per layer, never a resize to
+// n_layers up front): a config claiming more layers than the checkpoint holds fails at the first
+// missing tensor, without allocating for the claimed count.
+
+// a * b and a + b as a tensor dimension (e.g. num_attention_heads * head_dim), computed in 64
+// bits; Error naming `what` (the config keys) when the result does not fit an int. parse_model_config
+// bounds the fields so that a parsed config.json never trips this; it guards every other source.
+int dim_mul(int64_t a, int64_t b, const std::string& what);
+int dim_add(int64_t a, int64_t b, const std::string& what);
 enum class QkNorm { None, PerHead, AllHeads };
 // embed_tokens, final norm, lm_head (or the tied embedding).
 void load_embeddings_and_head(const ModelConfig& c, const WeightLoader& L, ModelWeights& w);

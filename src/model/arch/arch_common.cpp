@@ -1,4 +1,5 @@
 // Loader pieces shared by the architectures, and the architecture registry.
+#include <climits>
 #include <map>
 
 #include "core/error.h"
@@ -21,6 +22,18 @@ ArchLoader find_arch_loader(const std::string& architecture) {
   return it->second;
 }
 
+namespace {
+int checked_dim(int64_t v, const std::string& what) {
+  STRATA_CHECK(v >= 0 && v <= INT_MAX, "config: " + what + " = " + std::to_string(v) +
+                                           " does not fit a tensor dimension (at most " + std::to_string(INT_MAX) + ")");
+  return int(v);
+}
+}  // namespace
+
+// Operands are ints widened to 64 bits, so neither the product nor the sum can overflow here.
+int dim_mul(int64_t a, int64_t b, const std::string& what) { return checked_dim(a * b, what); }
+int dim_add(int64_t a, int64_t b, const std::string& what) { return checked_dim(a + b, what); }
+
 void load_embeddings_and_head(const ModelConfig& c, const WeightLoader& L, ModelWeights& w) {
   w.embed = L.linear("model.embed_tokens", c.n_vocab, c.d_model);
   w.final_norm = L.vector("model.norm.weight", c.d_model);
@@ -36,7 +49,8 @@ void load_layer_norms(const ModelConfig& c, const WeightLoader& L, int il, Layer
 
 GqaWeights load_gqa(const ModelConfig& c, const WeightLoader& L, const std::string& p, QkNorm qk) {
   GqaWeights g;
-  const int q_dim = c.n_heads * c.head_dim, kv_dim = c.n_kv_heads * c.head_dim;
+  const int q_dim = dim_mul(c.n_heads, c.head_dim, "num_attention_heads * head_dim (" + p + ".q_proj rows)");
+  const int kv_dim = dim_mul(c.n_kv_heads, c.head_dim, "num_key_value_heads * head_dim (" + p + ".k_proj rows)");
   g.q = L.linear(p + ".q_proj", q_dim, c.d_model, c.attention_bias);
   g.k = L.linear(p + ".k_proj", kv_dim, c.d_model, c.attention_bias);
   g.v = L.linear(p + ".v_proj", kv_dim, c.d_model, c.attention_bias);

@@ -11,10 +11,17 @@ namespace strata {
 
 void load_deepseek_v3(const ModelConfig& c, const WeightLoader& L, ModelWeights& w) {
   load_embeddings_and_head(c, L, w);
-  w.layers.resize(static_cast<size_t>(c.n_layers));
-  const int H = c.n_heads, qk = c.qk_nope_head_dim + c.qk_rope_head_dim;
+  // Dims formed from several config fields, checked once (64-bit, must fit an int).
+  const int H = c.n_heads;
+  const int qk = dim_add(c.qk_nope_head_dim, c.qk_rope_head_dim, "qk_nope_head_dim + qk_rope_head_dim");
+  const int q_rows = dim_mul(H, qk, "num_attention_heads * (qk_nope_head_dim + qk_rope_head_dim) (q_proj / q_b_proj rows)");
+  const int kv_a_rows = dim_add(c.kv_lora_rank, c.qk_rope_head_dim, "kv_lora_rank + qk_rope_head_dim (kv_a_proj_with_mqa rows)");
+  const int kv_b_rows = dim_mul(H, dim_add(c.qk_nope_head_dim, c.v_head_dim, "qk_nope_head_dim + v_head_dim"),
+                                "num_attention_heads * (qk_nope_head_dim + v_head_dim) (kv_b_proj rows)");
+  const int o_cols = dim_mul(H, c.v_head_dim, "num_attention_heads * v_head_dim (o_proj columns)");
+  const int shared_width = dim_mul(c.d_expert, c.n_shared_experts, "moe_intermediate_size * n_shared_experts (shared_experts width)");
   for (int il = 0; il < c.n_layers; il++) {
-    LayerWeights& lw = w.layers[size_t(il)];
+    LayerWeights& lw = w.layers.emplace_back();  // grown per layer found: see arch.h
     const std::string p = "model.layers." + std::to_string(il);
     const std::string a = p + ".self_attn";
     load_layer_norms(c, L, il, lw);
@@ -23,14 +30,14 @@ void load_deepseek_v3(const ModelConfig& c, const WeightLoader& L, ModelWeights&
     if (c.q_lora_rank > 0) {
       m.q_a = L.linear(a + ".q_a_proj", c.q_lora_rank, c.d_model, c.attention_bias);
       m.q_a_norm = L.vector(a + ".q_a_layernorm.weight", c.q_lora_rank);
-      m.q_b = L.linear(a + ".q_b_proj", H * qk, c.q_lora_rank);
+      m.q_b = L.linear(a + ".q_b_proj", q_rows, c.q_lora_rank);
     } else {
-      m.q = L.linear(a + ".q_proj", H * qk, c.d_model);
+      m.q = L.linear(a + ".q_proj", q_rows, c.d_model);
     }
-    m.kv_a = L.linear(a + ".kv_a_proj_with_mqa", c.kv_lora_rank + c.qk_rope_head_dim, c.d_model, c.attention_bias);
+    m.kv_a = L.linear(a + ".kv_a_proj_with_mqa", kv_a_rows, c.d_model, c.attention_bias);
     m.kv_a_norm = L.vector(a + ".kv_a_layernorm.weight", c.kv_lora_rank);
-    m.kv_b = L.linear(a + ".kv_b_proj", H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
-    m.o = L.linear(a + ".o_proj", c.d_model, H * c.v_head_dim, c.attention_bias);
+    m.kv_b = L.linear(a + ".kv_b_proj", kv_b_rows, c.kv_lora_rank);
+    m.o = L.linear(a + ".o_proj", c.d_model, o_cols, c.attention_bias);
 
     lw.is_moe = c.is_moe_layer(il);
     const std::string mp = p + ".mlp";
@@ -50,8 +57,7 @@ void load_deepseek_v3(const ModelConfig& c, const WeightLoader& L, ModelWeights&
     if (c.n_shared_experts > 0) {
       lw.moe.has_shared = true;
       const std::string sp = mp + ".shared_experts";
-      lw.moe.shared = load_ffn(L, sp + ".gate_proj", sp + ".up_proj", sp + ".down_proj", c.d_model,
-                               c.d_expert * c.n_shared_experts);
+      lw.moe.shared = load_ffn(L, sp + ".gate_proj", sp + ".up_proj", sp + ".down_proj", c.d_model, shared_width);
     }
   }
 }

@@ -6,9 +6,8 @@ namespace strata {
 
 void load_llama(const ModelConfig& c, const WeightLoader& L, ModelWeights& w) {
   load_embeddings_and_head(c, L, w);
-  w.layers.resize(static_cast<size_t>(c.n_layers));
   for (int il = 0; il < c.n_layers; il++) {
-    LayerWeights& lw = w.layers[size_t(il)];
+    LayerWeights& lw = w.layers.emplace_back();  // grown per layer found: see arch.h
     const std::string p = "model.layers." + std::to_string(il);
     load_layer_norms(c, L, il, lw);
     lw.gqa = load_gqa(c, L, p + ".self_attn", QkNorm::None);
