@@ -59,17 +59,22 @@ struct CallExpr : Expr {
 };
 // value|name(args). In filter blocks and `{% set x | f %}` the value is the block's output:
 // `arg` is null there and the interpreter supplies the value.
+// An unknown (or unimplemented) filter or test is a parse error, except inside an if-statement
+// or a conditional expression, where jinja2 raises only if it is evaluated: there the parser
+// leaves the error in `deferred_kind`/`deferred_error` for the interpreter.
 struct FilterExpr : Expr {
   FilterExpr(ExprPtr a, std::string n, int l) : Expr(ExprKind::Filter, l), arg(std::move(a)), name(std::move(n)) {}
   ExprPtr arg;
   std::string name;
   CallSite site;
+  std::string deferred_kind, deferred_error;
 };
 struct TestExpr : Expr {  // value is [not] name(args)
   TestExpr(ExprPtr a, std::string n, int l) : Expr(ExprKind::Test, l), arg(std::move(a)), name(std::move(n)) {}
   ExprPtr arg;
   std::string name;
   CallSite site;
+  std::string deferred_kind, deferred_error;
 };
 struct UnaryExpr : Expr {  // Not, Neg, Pos
   UnaryExpr(ExprKind k, ExprPtr x, int l) : Expr(k, l), operand(std::move(x)) {}
@@ -131,6 +136,10 @@ struct TextStmt : Stmt {
 struct PrintStmt : Stmt {
   PrintStmt(ExprPtr e, int l) : Stmt(StmtKind::Print, l), expr(std::move(e)) {}
   ExprPtr expr;
+  // jinja2 renders a print statement whose expression folds to a constant at compile time;
+  // the parser does the same and keeps the text here.
+  bool folded = false;
+  std::string folded_text;
 };
 struct ForStmt : Stmt {
   explicit ForStmt(int l) : Stmt(StmtKind::For, l) {}

@@ -25,6 +25,26 @@ using TestFn = bool (*)(Interp&, const Value&, CallArgs&);
 
 Value generator(std::vector<Value> items) { return Value::list(std::move(items), ListKind::Generator); }
 
+// jinja2's generator filters (items, map, select..., unique, batch) run their body lazily: an
+// error surfaces only when iteration reaches it. `fill` computes the items eagerly; an error
+// it raises is kept in the generator and raised after the items produced before it.
+Value lazy_generator(const std::function<void(std::vector<Value>&)>& fill) {
+  std::vector<Value> items;
+  std::string err;
+  bool unsup = false;
+  try {
+    fill(items);
+  } catch (const ValueError& e) {
+    err = e.what();
+    unsup = e.unsupported();
+    if (err.empty()) err = "error";
+  }
+  Value g = generator(std::move(items));
+  g.l().pending_error = err;
+  g.l().pending_unsupported = unsup;
+  return g;
+}
+
 Value ignore_case(const Value& v) { return v.is_string() ? Value::string(py_lower(v.s())) : v; }
 
 // jinja2's _prepare_attribute_parts: "a.0.b" -> ["a", 0, "b"].
@@ -56,6 +76,12 @@ std::function<Value(const Value&)> attrgetter(Interp& in, const Value& attr, boo
     }
     return lower ? ignore_case(v) : v;
   };
+}
+
+// sorted(..., reverse=x) takes only an int/bool.
+bool reverse_flag(const Value& v) {
+  if (!v.is_integral()) fail("'" + type_name(v) + "' object cannot be interpreted as an integer");
+  return v.i() != 0;
 }
 
 int64_t need_int(const Value& v, const char* what) {
@@ -93,22 +119,24 @@ Value f_attr(Interp& in, const Value& v, CallArgs& a) {
 
 Value f_batch(Interp&, const Value& v, CallArgs& a) {
   ArgBinder b("batch", a, {"linecount", "fill_with"});
-  int64_t n = need_int(b.get(0), "linecount");
-  Value fill = b.get_or(1, Value::none());
-  std::vector<Value> out, tmp;
-  for (Value& item : py_iter(v)) {
-    if (int64_t(tmp.size()) == n) {
-      out.push_back(Value::list(std::move(tmp)));
-      tmp.clear();
+  const Value count = b.get(0);
+  const Value fill = b.get_or(1, Value::none());
+  return lazy_generator([&](std::vector<Value>& out) {
+    int64_t n = need_int(count, "linecount");
+    std::vector<Value> tmp;
+    for (Value& item : py_iter(v)) {
+      if (int64_t(tmp.size()) == n) {
+        out.push_back(Value::list(std::move(tmp)));
+        tmp.clear();
+      }
+      tmp.push_back(std::move(item));
     }
-    tmp.push_back(std::move(item));
-  }
-  if (!tmp.empty()) {
-    if (!fill.is_none())
-      while (int64_t(tmp.size()) < n) tmp.push_back(fill);
-    out.push_back(Value::list(std::move(tmp)));
-  }
-  return generator(std::move(out));
+    if (!tmp.empty()) {
+      if (!fill.is_none())
+        while (int64_t(tmp.size()) < n) tmp.push_back(fill);
+      out.push_back(Value::list(std::move(tmp)));
+    }
+  });
 }
 
 Value f_capitalize(Interp&, const Value& v, CallArgs& a) {
@@ -143,7 +171,7 @@ Value f_dictsort(Interp&, const Value& v, CallArgs& a) {
   const std::string by = to_str(b.get_or(1, Value::string("key")));
   if (by != "key" && by != "value") fail("You can only sort by either \"key\" or \"value\"");
   const size_t pos = by == "key" ? 0 : 1;
-  const bool rev = truthy(b.get_or(2, Value::boolean(false)));
+  const bool rev = reverse_flag(b.get_or(2, Value::boolean(false)));
   std::vector<Value> items;
   for (const auto& kv : v.d().items) items.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
   auto key = [&](const Value& t) { return cs ? t.l().items[pos] : ignore_case(t.l().items[pos]); };
@@ -158,6 +186,7 @@ Value f_first(Interp&, const Value& v, CallArgs& a) {
   if (v.is_list() && v.l().kind == ListKind::Generator) {
     ListObj& l = v.l();
     if (l.pos < l.items.size()) return l.items[l.pos++];
+    if (!l.pending_error.empty()) throw ValueError(l.pending_error, l.pending_unsupported);
   } else {
     std::vector<Value> items = py_iter(v);
     if (!items.empty()) return items[0];
@@ -248,7 +277,7 @@ Value f_float(Interp&, const Value& v, CallArgs& a) {
 Value f_int(Interp&, const Value& v, CallArgs& a) {
   ArgBinder b("int", a, {"default", "base"});
   Value dflt = b.get_or(0, Value::integer(0));
-  int base = int(need_int(b.get_or(1, Value::integer(10)), "base"));
+  const Value base = b.get_or(1, Value::integer(10));
   if (v.is_integral()) return Value::integer(v.i());
   auto from_float = [&](double x) -> Value {
     if (std::isnan(x)) return dflt;
@@ -258,10 +287,12 @@ Value f_int(Interp&, const Value& v, CallArgs& a) {
   };
   if (v.is_float()) return from_float(v.f());
   if (v.is_string()) {
+    // int(value, base); a bad base is a TypeError/ValueError that jinja2 swallows like a bad value
+    const bool base_ok = base.is_integral() && (base.i() == 0 || (base.i() >= 2 && base.i() <= 36));
     int64_t i;
-    if (parse_py_int(v.s(), base, i)) return Value::integer(i);
+    if (base_ok && parse_py_int(v.s(), int(base.i()), i)) return Value::integer(i);
     double x;
-    if (parse_py_float(v.s(), x)) return from_float(x);
+    if (parse_py_float(v.s(), x)) return from_float(x);  // the "42.23"|int quirk
   }
   return dflt;
 }
@@ -282,8 +313,9 @@ Value f_indent(Interp& in, const Value& v, CallArgs& a) {
   std::string ind = w.is_string() ? w.s() : std::string(size_t(std::max<int64_t>(0, need_int(w, "width"))), ' ');
   const bool first = truthy(b.get_or(1, Value::boolean(false)));
   const bool blank = truthy(b.get_or(2, Value::boolean(false)));
+  if (!v.is_string()) fail("unsupported operand type(s) for +=: '" + type_name(v) + "' and 'str'");
   CallArgs none;
-  Value lines_v = call_method(in, Value::string(to_str(v) + "\n"), "splitlines", none);
+  Value lines_v = call_method(in, Value::string(v.s() + "\n"), "splitlines", none);
   std::vector<Value>& lines = lines_v.l().items;
   std::string rv;
   if (blank) {
@@ -298,11 +330,11 @@ Value f_indent(Interp& in, const Value& v, CallArgs& a) {
 
 Value f_items(Interp&, const Value& v, CallArgs& a) {
   ArgBinder b("items", a, {});
-  if (v.is_undefined()) return generator({});
-  if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
-  std::vector<Value> out;
-  for (const auto& kv : v.d().items) out.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
-  return generator(std::move(out));
+  return lazy_generator([&](std::vector<Value>& out) {
+    if (v.is_undefined()) return;
+    if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
+    for (const auto& kv : v.d().items) out.push_back(Value::list({kv.first, kv.second}, ListKind::Tuple));
+  });
 }
 
 Value f_join(Interp& in, const Value& v, CallArgs& a) {
@@ -337,31 +369,31 @@ Value f_upper(Interp&, const Value& v, CallArgs& a) {
 }
 
 Value f_map(Interp& in, const Value& v, CallArgs& a) {
-  if (!truthy(v)) return generator({});  // jinja2 checks the arguments only for a non-empty value
-  std::function<Value(const Value&)> fn;
-  if (a.pos.empty() && !a.kw.empty() && a.kw[0].first == "attribute") {
-    Value attr, dflt = Value::none();
-    for (auto& kv : a.kw) {
-      if (kv.first == "attribute") attr = kv.second;
-      else if (kv.first == "default") dflt = kv.second;
-      else fail("Unexpected keyword argument '" + kv.first + "'");
+  return lazy_generator([&](std::vector<Value>& out) {
+    if (!truthy(v)) return;  // jinja2 looks at the arguments only for a non-empty value
+    std::function<Value(const Value&)> fn;
+    if (a.pos.empty() && !a.kw.empty() && a.kw[0].first == "attribute") {
+      Value attr, dflt = Value::none();
+      for (auto& kv : a.kw) {
+        if (kv.first == "attribute") attr = kv.second;
+        else if (kv.first == "default") dflt = kv.second;
+        else fail("Unexpected keyword argument '" + kv.first + "'");
+      }
+      fn = attrgetter(in, attr, false, dflt);
+    } else {
+      if (a.pos.empty()) fail("map requires a filter argument");
+      std::string name = to_str(a.pos[0]);
+      if (!is_known_filter(name)) fail("No filter named '" + name + "'");
+      CallArgs rest;
+      rest.pos.assign(a.pos.begin() + 1, a.pos.end());
+      rest.kw = a.kw;
+      fn = [&in, name, rest](const Value& item) {
+        CallArgs c = rest;
+        return in.filter(name, item, c);
+      };
     }
-    fn = attrgetter(in, attr, false, dflt);
-  } else {
-    if (a.pos.empty()) fail("map requires a filter argument");
-    std::string name = to_str(a.pos[0]);
-    if (!is_known_filter(name)) fail("No filter named '" + name + "'");
-    CallArgs rest;
-    rest.pos.assign(a.pos.begin() + 1, a.pos.end());
-    rest.kw = a.kw;
-    fn = [&in, name, rest](const Value& item) {
-      CallArgs c = rest;
-      return in.filter(name, item, c);
-    };
-  }
-  std::vector<Value> out;
-  for (const Value& item : py_iter(v)) out.push_back(fn(item));
-  return generator(std::move(out));
+    for (const Value& item : py_iter(v)) out.push_back(fn(item));
+  });
 }
 
 Value min_max(Interp& in, const Value& v, CallArgs& a, bool is_max) {
@@ -383,33 +415,34 @@ Value f_min(Interp& in, const Value& v, CallArgs& a) { return min_max(in, v, a, 
 
 // jinja2's select_or_reject (+ the attr variants).
 Value select_reject(Interp& in, const Value& v, CallArgs& a, bool keep_if, bool lookup_attr) {
-  if (!truthy(v)) return generator({});
-  std::function<Value(const Value&)> trans = [](const Value& x) { return x; };
-  size_t off = 0;
-  if (lookup_attr) {
-    if (a.pos.empty()) fail("Missing parameter for attribute name");
-    trans = attrgetter(in, a.pos[0], false, Value::none());
-    off = 1;
-  }
-  std::function<bool(const Value&)> pred;
-  if (a.pos.size() > off) {
-    std::string name = to_str(a.pos[off]);
-    if (!is_known_test(name)) fail("No test named '" + name + "'");
-    CallArgs rest;
-    rest.pos.assign(a.pos.begin() + long(off) + 1, a.pos.end());
-    rest.kw = a.kw;
-    pred = [&in, name, rest](const Value& x) {
-      CallArgs c = rest;
-      return in.test(name, x, c);
-    };
-  } else {
-    pred = [](const Value& x) { return truthy(x); };
-  }
-  std::vector<Value> out;
-  for (const Value& item : py_iter(v))
+  return lazy_generator([&](std::vector<Value>& out) {
+    if (!truthy(v)) return;
+    std::function<Value(const Value&)> trans = [](const Value& x) { return x; };
+    size_t off = 0;
+    if (lookup_attr) {
+      if (a.pos.empty()) fail("Missing parameter for attribute name");
+      trans = attrgetter(in, a.pos[0], false, Value::none());
+      off = 1;
+    }
+    std::function<bool(const Value&)> pred;
+    if (a.pos.size() > off) {
+      std::string name = to_str(a.pos[off]);
+      if (!is_known_test(name)) fail("No test named '" + name + "'");
+      CallArgs rest;
+      rest.pos.assign(a.pos.begin() + long(off) + 1, a.pos.end());
+      rest.kw = a.kw;
+      pred = [&in, name, rest](const Value& x) {
+        CallArgs c = rest;
+        return in.test(name, x, c);
+      };
+    } else {
+      pred = [](const Value& x) { return truthy(x); };
+    }
+    for (const Value& item : py_iter(v))
       if (pred(trans(item)) == keep_if) out.push_back(item);
-  return generator(std::move(out));
+  });
 }
+
 Value f_select(Interp& in, const Value& v, CallArgs& a) { return select_reject(in, v, a, true, false); }
 Value f_reject(Interp& in, const Value& v, CallArgs& a) { return select_reject(in, v, a, false, false); }
 Value f_selectattr(Interp& in, const Value& v, CallArgs& a) { return select_reject(in, v, a, true, true); }
@@ -477,7 +510,7 @@ Value f_round(Interp&, const Value& v, CallArgs& a) {
 
 Value f_sort(Interp& in, const Value& v, CallArgs& a) {
   ArgBinder b("sort", a, {"reverse", "case_sensitive", "attribute"});
-  const bool rev = truthy(b.get_or(0, Value::boolean(false)));
+  const bool rev = reverse_flag(b.get_or(0, Value::boolean(false)));
   const bool cs = truthy(b.get_or(1, Value::boolean(false)));
   Value attr = b.get_or(2, Value::none());
   std::vector<std::function<Value(const Value&)>> getters;
@@ -574,15 +607,16 @@ Value f_trim(Interp&, const Value& v, CallArgs& a) {
 
 Value f_truncate(Interp&, const Value& v, CallArgs& a) {
   ArgBinder b("truncate", a, {"length", "killwords", "end", "leeway"});
-  std::u32string s = utf8_decode(to_str(v));
   int64_t length = need_int(b.get_or(0, Value::integer(255)), "length");
   const bool killwords = truthy(b.get_or(1, Value::boolean(false)));
-  std::u32string end = utf8_decode(to_str(b.get_or(2, Value::string("..."))));
+  const Value endv = b.get_or(2, Value::string("..."));
   Value lw = b.get_or(3, Value::none());
   int64_t leeway = lw.is_none() ? 5 : need_int(lw, "leeway");
-  if (length < int64_t(end.size())) fail("expected length >= " + std::to_string(end.size()) + ", got " + std::to_string(length));
+  if (length < py_len(endv)) fail("expected length >= " + std::to_string(py_len(endv)) + ", got " + std::to_string(length));
   if (leeway < 0) fail("expected leeway >= 0, got " + std::to_string(leeway));
-  if (int64_t(s.size()) <= length + leeway) return Value::string(utf8_encode(s));
+  if (py_len(v) <= length + leeway) return v;  // jinja2 measures the value itself, not str(value)
+  if (!v.is_string() || !endv.is_string()) fail("truncate needs a string once it has to cut");
+  std::u32string s = utf8_decode(v.s()), end = utf8_decode(endv.s());
   std::u32string head = s.substr(0, size_t(length - int64_t(end.size())));
   if (!killwords) {
     size_t sp = head.rfind(U' ');
@@ -594,19 +628,21 @@ Value f_truncate(Interp&, const Value& v, CallArgs& a) {
 Value f_unique(Interp& in, const Value& v, CallArgs& a) {
   ArgBinder b("unique", a, {"case_sensitive", "attribute"});
   const bool cs = truthy(b.get_or(0, Value::boolean(false)));
-  auto key = attrgetter(in, b.get_or(1, Value::none()), !cs, Value::none());
-  std::vector<Value> seen, out;
-  for (const Value& item : py_iter(v)) {
-    Value k = key(item);
-    if (!py_hashable(k)) fail("unhashable type: '" + type_name(k) + "'");
-    bool dup = false;
-    for (const Value& s : seen) dup = dup || py_eq(s, k);
-    if (!dup) {
-      seen.push_back(k);
-      out.push_back(item);
+  const Value attr = b.get_or(1, Value::none());
+  return lazy_generator([&](std::vector<Value>& out) {
+    auto key = attrgetter(in, attr, !cs, Value::none());
+    std::vector<Value> seen;
+    for (const Value& item : py_iter(v)) {
+      Value k = key(item);
+      if (!py_hashable(k)) fail("unhashable type: '" + type_name(k) + "'");
+      bool dup = false;
+      for (const Value& s : seen) dup = dup || py_eq(s, k);
+      if (!dup) {
+        seen.push_back(k);
+        out.push_back(item);
+      }
     }
-  }
-  return generator(std::move(out));
+  });
 }
 
 Value f_wordcount(Interp&, const Value& v, CallArgs& a) {
@@ -747,6 +783,9 @@ const std::unordered_map<std::string, TestFn>& tests() {
 
 bool is_known_filter(const std::string& name) { return filters().count(name) != 0; }
 bool is_known_test(const std::string& name) { return tests().count(name) != 0; }
+bool is_context_filter(const std::string& name) {
+  return name == "map" || name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr";
+}
 
 Value apply_filter(Interp& in, const std::string& name, const Value& v, CallArgs& args) {
   auto it = filters().find(name);

@@ -101,6 +101,7 @@ void fill_dict(DictObj& d, CallArgs& args, const std::string& fname) {
   if (args.pos.size() > 1) fail(fname + " expected at most 1 argument, got " + std::to_string(args.pos.size()));
   if (!args.pos.empty()) {
     const Value& src = args.pos[0];
+    if (src.is_undefined()) undefined_error(src);  // dict() looks up .keys on it
     if (src.is_dict()) {
       for (const auto& kv : src.d().items) d.set(kv.first, kv.second);
     } else {

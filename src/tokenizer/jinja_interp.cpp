@@ -3,6 +3,7 @@
 // line being evaluated. Not the builtins themselves (filters, methods, globals, operators).
 #include "tokenizer/jinja_interp.h"
 
+#include "tokenizer/jinja_parser.h"
 #include "tokenizer/jinja_unicode.h"
 
 namespace strata::jinja {
@@ -217,7 +218,11 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const ScopePtr& scope, std::string
   };
   switch (s.kind) {
     case StmtKind::Text: emit(out, static_cast<const TextStmt&>(s).text); return Flow::Normal;
-    case StmtKind::Print: emit(out, to_str(eval(*static_cast<const PrintStmt&>(s).expr, scope))); return Flow::Normal;
+    case StmtKind::Print: {
+      const auto& p = static_cast<const PrintStmt&>(s);
+      emit(out, p.folded ? p.folded_text : to_str(eval(*p.expr, scope)));
+      return Flow::Normal;
+    }
     case StmtKind::If: {
       const auto& st = static_cast<const IfStmt&>(s);
       for (const auto& br : st.branches)
@@ -512,7 +517,7 @@ Value Interp::eval_getitem(const GetitemExpr& e, const ScopePtr& scope) {
     Value b = sl.stop ? eval(*sl.stop, scope) : Value::none();
     Value c = sl.step ? eval(*sl.step, scope) : Value::none();
     line_ = e.line;
-    return slice_value(obj, a, b, c);
+    return slice_value(obj, a, b, c, const_mode_);
   }
   Value key = eval(*e.index, scope);
   line_ = e.line;
@@ -533,6 +538,8 @@ Value Interp::eval_filter_chain(const Expr& e, const ScopePtr& scope, const Valu
   CallArgs args;
   eval_site(f.site, scope, args);
   line_ = f.line;
+  if (!f.deferred_error.empty()) throw JinjaError(f.deferred_kind, f.deferred_error, f.line);
+  if (const_mode_ && is_context_filter(f.name)) fail("not constant");
   return filter(f.name, v, args);
 }
 
@@ -556,11 +563,22 @@ Value Interp::eval_compare(const CompareExpr& e, const ScopePtr& scope) {
   return Value::boolean(true);
 }
 
+Value Interp::eval_const(const Expr& e) {
+  const_mode_ = true;
+  struct Reset {
+    bool& b;
+    ~Reset() { b = false; }
+  } reset{const_mode_};
+  return eval(e, std::make_shared<Scope>());
+}
+
 Value Interp::eval(const Expr& e, const ScopePtr& scope) {
   line_ = e.line;
   switch (e.kind) {
     case ExprKind::Const: return static_cast<const ConstExpr&>(e).value;
-    case ExprKind::Name: return lookup(static_cast<const NameExpr&>(e).name, scope);
+    case ExprKind::Name:
+      if (const_mode_) fail("not constant");  // jinja2's Name.as_const: Impossible
+      return lookup(static_cast<const NameExpr&>(e).name, scope);
     case ExprKind::Getattr: {
       const auto& g = static_cast<const GetattrExpr&>(e);
       Value obj = eval(*g.obj, scope);
@@ -570,6 +588,7 @@ Value Interp::eval(const Expr& e, const ScopePtr& scope) {
     case ExprKind::Getitem: return eval_getitem(static_cast<const GetitemExpr&>(e), scope);
     case ExprKind::Slice: fail("a slice is only valid inside []");
     case ExprKind::Call: {
+      if (const_mode_) fail("not constant");
       const auto& c = static_cast<const CallExpr&>(e);
       Value callee = eval(*c.callee, scope);
       CallArgs args;
@@ -584,6 +603,7 @@ Value Interp::eval(const Expr& e, const ScopePtr& scope) {
       CallArgs args;
       eval_site(t.site, scope, args);
       line_ = e.line;
+      if (!t.deferred_error.empty()) throw JinjaError(t.deferred_kind, t.deferred_error, t.line);
       return Value::boolean(test(t.name, v, args));
     }
     case ExprKind::Not: return Value::boolean(!truthy(eval(*static_cast<const UnaryExpr&>(e).operand, scope)));
@@ -620,6 +640,7 @@ Value Interp::eval(const Expr& e, const ScopePtr& scope) {
       const auto& c = static_cast<const CondExpr&>(e);
       if (truthy(eval(*c.test, scope))) return eval(*c.then, scope);
       if (c.otherwise) return eval(*c.otherwise, scope);
+      if (const_mode_) fail("not constant");  // jinja2's CondExpr.as_const: Impossible
       return Value::undef("the inline if-expression on line " + std::to_string(e.line) +
                           " evaluated to false and no else section was defined.");
     }

@@ -59,6 +59,9 @@ class Interp {
   std::string render_macro(const MacroDef& def, const ScopePtr& closure, CallArgs& args);
   std::string render_loop(const ForStmt& loop, const ScopePtr& scope, const Value& iterable, int depth);
   int line() const { return line_; }
+  // jinja2's Expr.as_const: evaluates without variables (names, calls and context filters
+  // fail), slicing through the sandbox's getitem. Used by the parser's constant folding.
+  Value eval_const(const Expr& e);
   // Objects that can end up in reference cycles (namespace() holding itself, a scope holding
   // a macro that closes over it) are kept here and released when the render ends, so a
   // server renders forever without leaking.
@@ -85,6 +88,7 @@ class Interp {
   std::vector<std::shared_ptr<Object>> kept_objects_;
   std::vector<ScopePtr> kept_scopes_;
   int line_ = 0;
+  bool const_mode_ = false;  // evaluating a constant print statement as jinja2's optimizer does
   int depth_ = 0;
   int64_t steps_ = 0;
 };
@@ -124,7 +128,8 @@ Value make_namespace(Interp& in, CallArgs& args);
 // Python operators on values.
 Value binary_op(Interp& in, const std::string& op, const Value& a, const Value& b);
 Value unary_minus(const Value& v, bool negate);
-Value slice_value(const Value& obj, const Value& start, const Value& stop, const Value& step);
+Value slice_value(const Value& obj, const Value& start, const Value& stop, const Value& step,
+                  bool type_error_undefined = false);
 [[noreturn]] void undefined_error(const Value& u);  // UndefinedError / SecurityError on use
 
 }  // namespace strata::jinja

@@ -443,6 +443,13 @@ std::optional<Value> method_attr(const Value& self, const std::string& name) {
       return std::nullopt;
     case Kind::List: {
       ListKind k = self.l().kind;
+      if (k == ListKind::Range) {
+        if (name == "index" || name == "count") return bound(self, name);
+        if (name == "start") return Value::integer(self.l().r_start);
+        if (name == "stop") return Value::integer(self.l().r_stop);
+        if (name == "step") return Value::integer(self.l().r_step);
+        return std::nullopt;
+      }
       if (k != ListKind::List && k != ListKind::Tuple) return std::nullopt;
       if (kListMethods.count(name) && (k == ListKind::List || name != "copy")) return bound(self, name);
       if (k == ListKind::List && kListMutators.count(name))

@@ -161,14 +161,32 @@ Value unary_minus(const Value& v, bool negate) {
   fail(std::string("bad operand type for unary ") + (negate ? "-" : "+") + ": '" + type_name(v) + "'");
 }
 
-Value slice_value(const Value& obj, const Value& start, const Value& stop, const Value& step) {
+// obj[start:stop:step]. jinja2 compiles slices to a plain Python subscript (not the sandbox's
+// getitem), so a TypeError surfaces as an error -- except in constant-folded print statements,
+// where jinja2's optimizer goes through getitem and gets Undefined (type_error_undefined).
+Value slice_value(const Value& obj, const Value& start, const Value& stop, const Value& step,
+                  bool type_error_undefined) {
   if (obj.is_undefined()) undefined_error(obj);
-  auto index_ok = [](const Value& v) { return v.is_none() || v.is_integral(); };
-  const bool seq = obj.is_string() || (obj.is_list() && (obj.l().kind == ListKind::List || obj.l().kind == ListKind::Tuple));
-  if (obj.is_list() && obj.l().kind == ListKind::Range) unsupported("slicing a range()");
-  // Python raises TypeError here, which jinja2's getitem turns into Undefined.
-  if (!seq || !index_ok(start) || !index_ok(stop) || !index_ok(step))
-    return Value::undef(type_name(obj) + " object has no element slice");
+  if (type_error_undefined) {
+    const bool sliceable = obj.is_string() || (obj.is_list() && (obj.l().kind == ListKind::List ||
+                                                                 obj.l().kind == ListKind::Tuple ||
+                                                                 obj.l().kind == ListKind::Range));
+    bool ints = true;
+    for (const Value* v : {&start, &stop, &step}) ints = ints && (v->is_none() || v->is_integral());
+    if (!sliceable || !ints) return Value::undef(type_name(obj) + " object has no element slice");
+  }
+  const bool seq = obj.is_string() || (obj.is_list() && (obj.l().kind == ListKind::List ||
+                                                         obj.l().kind == ListKind::Tuple ||
+                                                         obj.l().kind == ListKind::Range));
+  if (!seq) {
+    if (obj.is_dict()) fail("unhashable type: 'slice'");
+    fail("'" + type_name(obj) + "' object is not subscriptable");
+  }
+  for (const Value* v : {&start, &stop, &step})
+    if (!v->is_none() && !v->is_integral()) {
+      if (v->is_undefined()) undefined_error(*v);
+      fail("slice indices must be integers or None or have an __index__ method");
+    }
   const int64_t st = step.is_none() ? 1 : step.i();
   if (st == 0) fail("slice step cannot be zero");
   std::u32string cps;
@@ -205,7 +223,14 @@ Value slice_value(const Value& obj, const Value& start, const Value& stop, const
   }
   std::vector<Value> out;
   for (int64_t k : idx) out.push_back(obj.l().items[size_t(k)]);
-  return Value::list(std::move(out), obj.l().kind);
+  Value r = Value::list(std::move(out), obj.l().kind);
+  if (obj.l().kind == ListKind::Range) {  // range[a:b:c] is a range: start + index * step
+    const ListObj& src = obj.l();
+    r.l().r_start = src.r_start + b * src.r_step;
+    r.l().r_stop = src.r_start + e * src.r_step;
+    r.l().r_step = src.r_step * st;
+  }
+  return r;
 }
 
 }  // namespace strata::jinja

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "tokenizer/jinja_error.h"
+#include "tokenizer/jinja_interp.h"
 #include "tokenizer/jinja_lexer.h"
 
 namespace strata::jinja {
@@ -702,19 +703,12 @@ class Parser {
     return name;
   }
 
-  void check_filter(const std::string& name, int line) const {
-    if (is_known_filter(name)) return;
-    if (kJinjaFilters.count(name)) throw JinjaError("unsupported", "the '" + name + "' filter is not supported", line);
-    throw JinjaError("error", "no filter named '" + name + "'", line);
-  }
-
   ExprPtr parse_filter(ExprPtr node, bool start_inline) {
     while (is_op("|") || start_inline) {
       if (!start_inline) next();
       start_inline = false;
       const int line = cur().line;
       std::string name = dotted_name();
-      check_filter(name, line);
       auto f = std::make_unique<FilterExpr>(std::move(node), name, line);
       if (is_op("(")) f->site = parse_call_args();
       node = std::move(f);
@@ -727,10 +721,6 @@ class Parser {
     const int line = next().line;  // 'is'
     const bool negated = skip_name("not");
     std::string name = dotted_name();
-    if (!is_known_test(name)) {
-      if (kJinjaTests.count(name)) throw JinjaError("unsupported", "the '" + name + "' test is not supported", line);
-      throw JinjaError("error", "no test named '" + name + "'", line);
-    }
     auto t = std::make_unique<TestExpr>(std::move(node), name, line);
     const Token& c = cur();
     if (is_op("(")) {
@@ -889,8 +879,444 @@ void Parser::scan_names(const Body& body, std::set<std::string>& out) {
   }
 }
 
+// Checks filter and test names the way jinja2's compiler does: an unknown name is an error at
+// compile time, except in a "soft" frame (an if-statement's test and bodies, a conditional
+// expression) where it becomes a runtime error if evaluated. Loops, macros, call/filter/set
+// blocks and {% with %} open frames that are not soft again.
+class NameChecker {
+ public:
+  // Whether jinja2's Expr.as_const can succeed: it fails on names, calls and context filters,
+  // unless and/or/if-else skip them. The interpreter decides the rest while evaluating.
+  static bool might_fold(const Expr* e) {
+    if (!e) return true;
+    auto site_ok = [](const CallSite& c) {
+      for (const auto& a : c.args)
+        if (!might_fold(a.get())) return false;
+      for (const auto& kv : c.kwargs)
+        if (!might_fold(kv.second.get())) return false;
+      return might_fold(c.dyn_args.get()) && might_fold(c.dyn_kwargs.get());
+    };
+    switch (e->kind) {
+      case ExprKind::Const: return true;
+      case ExprKind::Name:
+      case ExprKind::Call: return false;
+      case ExprKind::Filter: {
+        auto* f = static_cast<const FilterExpr*>(e);
+        if (!f->arg || !f->deferred_error.empty() || is_context_filter(f->name)) return false;
+        return might_fold(f->arg.get()) && site_ok(f->site);
+      }
+      case ExprKind::Test: {
+        auto* t = static_cast<const TestExpr*>(e);
+        return t->deferred_error.empty() && might_fold(t->arg.get()) && site_ok(t->site);
+      }
+      case ExprKind::Getattr: return might_fold(static_cast<const GetattrExpr*>(e)->obj.get());
+      case ExprKind::Getitem: {
+        auto* g = static_cast<const GetitemExpr*>(e);
+        return might_fold(g->obj.get()) && might_fold(g->index.get());
+      }
+      case ExprKind::Slice: {
+        auto* s = static_cast<const SliceExpr*>(e);
+        return might_fold(s->start.get()) && might_fold(s->stop.get()) && might_fold(s->step.get());
+      }
+      case ExprKind::Not:
+      case ExprKind::Neg:
+      case ExprKind::Pos: return might_fold(static_cast<const UnaryExpr*>(e)->operand.get());
+      case ExprKind::And:
+      case ExprKind::Or: return might_fold(static_cast<const BinaryExpr*>(e)->left.get());
+      case ExprKind::Binary: {
+        auto* b = static_cast<const BinaryExpr*>(e);
+        return might_fold(b->left.get()) && might_fold(b->right.get());
+      }
+      case ExprKind::Concat:
+        for (const auto& p : static_cast<const ConcatExpr*>(e)->parts)
+          if (!might_fold(p.get())) return false;
+        return true;
+      case ExprKind::Compare: {
+        auto* c = static_cast<const CompareExpr*>(e);
+        if (!might_fold(c->first.get())) return false;
+        for (const auto& o : c->ops)
+          if (!might_fold(o.second.get())) return false;
+        return true;
+      }
+      case ExprKind::CondExpr: {
+        auto* c = static_cast<const CondExpr*>(e);
+        return might_fold(c->test.get()) && (might_fold(c->then.get()) || (c->otherwise && might_fold(c->otherwise.get())));
+      }
+      case ExprKind::ListLit:
+      case ExprKind::TupleLit:
+        for (const auto& p : static_cast<const SeqLitExpr*>(e)->items)
+          if (!might_fold(p.get())) return false;
+        return true;
+      case ExprKind::DictLit:
+        for (const auto& kv : static_cast<const DictLitExpr*>(e)->items)
+          if (!might_fold(kv.first.get()) || !might_fold(kv.second.get())) return false;
+        return true;
+    }
+    return false;
+  }
+
+  void body(Body& b, bool soft) {
+    for (auto& s : b) stmt(*s, soft);
+  }
+
+ private:
+  void check(const std::string& name, bool is_filter, int line, bool soft, std::string& kind, std::string& err) {
+    if (is_filter ? is_known_filter(name) : is_known_test(name)) return;
+    const char* what = is_filter ? "filter" : "test";
+    const bool jinja_has = is_filter ? kJinjaFilters.count(name) != 0 : kJinjaTests.count(name) != 0;
+    kind = jinja_has ? "unsupported" : "error";
+    err = jinja_has ? "the '" + name + "' " + what + " is not supported" : "no " + std::string(what) + " named '" + name + "'";
+    if (!soft) throw JinjaError(kind, err, line);
+  }
+  void site(CallSite& c, bool soft) {
+    for (auto& a : c.args) expr(a.get(), soft);
+    for (auto& kv : c.kwargs) expr(kv.second.get(), soft);
+    expr(c.dyn_args.get(), soft);
+    expr(c.dyn_kwargs.get(), soft);
+  }
+  void expr(Expr* e, bool soft) {
+    if (!e) return;
+    switch (e->kind) {
+      case ExprKind::Filter: {
+        auto* f = static_cast<FilterExpr*>(e);
+        expr(f->arg.get(), soft);
+        site(f->site, soft);
+        check(f->name, true, f->line, soft, f->deferred_kind, f->deferred_error);
+        return;
+      }
+      case ExprKind::Test: {
+        auto* t = static_cast<TestExpr*>(e);
+        expr(t->arg.get(), soft);
+        site(t->site, soft);
+        check(t->name, false, t->line, soft, t->deferred_kind, t->deferred_error);
+        return;
+      }
+      case ExprKind::CondExpr: {
+        auto* c = static_cast<CondExpr*>(e);
+        expr(c->then.get(), true);
+        expr(c->test.get(), true);
+        expr(c->otherwise.get(), true);
+        return;
+      }
+      case ExprKind::Getattr: expr(static_cast<GetattrExpr*>(e)->obj.get(), soft); return;
+      case ExprKind::Getitem: {
+        auto* g = static_cast<GetitemExpr*>(e);
+        expr(g->obj.get(), soft);
+        expr(g->index.get(), soft);
+        return;
+      }
+      case ExprKind::Slice: {
+        auto* s = static_cast<SliceExpr*>(e);
+        expr(s->start.get(), soft);
+        expr(s->stop.get(), soft);
+        expr(s->step.get(), soft);
+        return;
+      }
+      case ExprKind::Call: {
+        auto* c = static_cast<CallExpr*>(e);
+        expr(c->callee.get(), soft);
+        site(c->site, soft);
+        return;
+      }
+      case ExprKind::Not:
+      case ExprKind::Neg:
+      case ExprKind::Pos: expr(static_cast<UnaryExpr*>(e)->operand.get(), soft); return;
+      case ExprKind::Binary:
+      case ExprKind::And:
+      case ExprKind::Or: {
+        auto* b = static_cast<BinaryExpr*>(e);
+        expr(b->left.get(), soft);
+        expr(b->right.get(), soft);
+        return;
+      }
+      case ExprKind::Concat:
+        for (auto& p : static_cast<ConcatExpr*>(e)->parts) expr(p.get(), soft);
+        return;
+      case ExprKind::Compare: {
+        auto* c = static_cast<CompareExpr*>(e);
+        expr(c->first.get(), soft);
+        for (auto& o : c->ops) expr(o.second.get(), soft);
+        return;
+      }
+      case ExprKind::ListLit:
+      case ExprKind::TupleLit:
+        for (auto& p : static_cast<SeqLitExpr*>(e)->items) expr(p.get(), soft);
+        return;
+      case ExprKind::DictLit:
+        for (auto& kv : static_cast<DictLitExpr*>(e)->items) {
+          expr(kv.first.get(), soft);
+          expr(kv.second.get(), soft);
+        }
+        return;
+      case ExprKind::Const:
+      case ExprKind::Name: return;
+    }
+  }
+  void macro(MacroDef& d) {
+    for (auto& x : d.defaults) expr(x.get(), false);
+    body(d.body, false);
+  }
+  void stmt(Stmt& s, bool soft) {
+    switch (s.kind) {
+      case StmtKind::Print: {
+        auto& p = static_cast<PrintStmt&>(s);
+        expr(p.expr.get(), soft);
+
+        return;
+      }
+      case StmtKind::If: {
+        auto& f = static_cast<IfStmt&>(s);
+        for (auto& br : f.branches) {
+          expr(br.first.get(), true);
+          body(br.second, true);
+        }
+        body(f.else_body, true);
+        return;
+      }
+      case StmtKind::For: {
+        auto& f = static_cast<ForStmt&>(s);
+        expr(f.iter.get(), soft);
+        expr(f.filter.get(), false);
+        body(f.body, false);
+        body(f.else_body, false);
+        return;
+      }
+      case StmtKind::Assign: expr(static_cast<AssignStmt&>(s).value.get(), soft); return;
+      case StmtKind::AssignBlock: {
+        auto& a = static_cast<AssignBlockStmt&>(s);
+        expr(a.filter.get(), false);
+        body(a.body, false);
+        return;
+      }
+      case StmtKind::Macro: macro(*static_cast<MacroStmt&>(s).def); return;
+      case StmtKind::CallBlock: {
+        auto& c = static_cast<CallBlockStmt&>(s);
+        expr(c.call.get(), soft);
+        macro(*c.caller);
+        return;
+      }
+      case StmtKind::FilterBlock: {
+        auto& f = static_cast<FilterBlockStmt&>(s);
+        expr(f.filter.get(), false);
+        body(f.body, false);
+        return;
+      }
+      case StmtKind::With: {
+        auto& w = static_cast<WithStmt&>(s);
+        for (auto& a : w.assigns) expr(a.second.get(), soft);
+        body(w.body, false);
+        return;
+      }
+      case StmtKind::Scope: body(static_cast<ScopeStmt&>(s).body, false); return;
+      default: return;
+    }
+  }
+};
+
+// jinja2's optimizer: every expression subtree whose as_const succeeds with a value that has a
+// safe repr becomes a constant, bottom-up; a print statement whose expression folds at all is
+// rendered at compile time. This matters beyond speed: constant slicing goes through the
+// sandbox's getitem (a TypeError gives Undefined) while a run-time slice raises.
+class Folder {
+ public:
+  void body(Body& b) {
+    for (auto& s : b) stmt(*s);
+  }
+
+ private:
+  Interp in_{Limits{}};
+
+  static bool safe_repr(const Value& v) {
+    switch (v.kind()) {
+      case Kind::None:
+      case Kind::Bool:
+      case Kind::Int:
+      case Kind::Float:
+      case Kind::String: return true;
+      case Kind::List: {
+        const ListObj& l = v.l();
+        if (l.kind == ListKind::Range) return true;
+        if (l.kind != ListKind::List && l.kind != ListKind::Tuple) return false;
+        for (const Value& e : l.items)
+          if (!safe_repr(e)) return false;
+        return true;
+      }
+      case Kind::Dict:
+        for (const auto& kv : v.d().items)
+          if (!safe_repr(kv.first) || !safe_repr(kv.second)) return false;
+        return true;
+      default: return false;
+    }
+  }
+
+  bool try_const(const Expr& e, Value& out) {
+    if (!NameChecker::might_fold(&e)) return false;
+    try {
+      out = in_.eval_const(e);
+      return true;
+    } catch (const strata::Error&) {
+      return false;
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+  }
+
+  void site(CallSite& c) {
+    for (auto& a : c.args) expr(a);
+    for (auto& kv : c.kwargs) expr(kv.second);
+    expr(c.dyn_args);
+    expr(c.dyn_kwargs);
+  }
+
+  void expr(ExprPtr& e) {
+    if (!e || e->kind == ExprKind::Const) return;
+    switch (e->kind) {
+      case ExprKind::Getattr: expr(static_cast<GetattrExpr&>(*e).obj); break;
+      case ExprKind::Getitem: {
+        auto& g = static_cast<GetitemExpr&>(*e);
+        expr(g.obj);
+        if (g.index->kind == ExprKind::Slice) {
+          auto& sl = static_cast<SliceExpr&>(*g.index);
+          expr(sl.start);
+          expr(sl.stop);
+          expr(sl.step);
+        } else {
+          expr(g.index);
+        }
+        break;
+      }
+      case ExprKind::Call: {
+        auto& c = static_cast<CallExpr&>(*e);
+        expr(c.callee);
+        site(c.site);
+        break;
+      }
+      case ExprKind::Filter: {
+        auto& f = static_cast<FilterExpr&>(*e);
+        expr(f.arg);
+        site(f.site);
+        break;
+      }
+      case ExprKind::Test: {
+        auto& t = static_cast<TestExpr&>(*e);
+        expr(t.arg);
+        site(t.site);
+        break;
+      }
+      case ExprKind::Not:
+      case ExprKind::Neg:
+      case ExprKind::Pos: expr(static_cast<UnaryExpr&>(*e).operand); break;
+      case ExprKind::Binary:
+      case ExprKind::And:
+      case ExprKind::Or: {
+        auto& b = static_cast<BinaryExpr&>(*e);
+        expr(b.left);
+        expr(b.right);
+        break;
+      }
+      case ExprKind::Concat:
+        for (auto& p : static_cast<ConcatExpr&>(*e).parts) expr(p);
+        break;
+      case ExprKind::Compare: {
+        auto& c = static_cast<CompareExpr&>(*e);
+        expr(c.first);
+        for (auto& o : c.ops) expr(o.second);
+        break;
+      }
+      case ExprKind::CondExpr: {
+        auto& c = static_cast<CondExpr&>(*e);
+        expr(c.test);
+        expr(c.then);
+        expr(c.otherwise);
+        break;
+      }
+      case ExprKind::ListLit:
+      case ExprKind::TupleLit:
+        for (auto& p : static_cast<SeqLitExpr&>(*e).items) expr(p);
+        break;
+      case ExprKind::DictLit:
+        for (auto& kv : static_cast<DictLitExpr&>(*e).items) {
+          expr(kv.first);
+          expr(kv.second);
+        }
+        break;
+      default: break;
+    }
+    if (e->kind == ExprKind::Slice) return;  // folded as part of its Getitem
+    Value v;
+    if (try_const(*e, v) && safe_repr(v)) e = std::make_unique<ConstExpr>(v, e->line);
+  }
+
+  void macro(MacroDef& d) {
+    for (auto& x : d.defaults) expr(x);
+    body(d.body);
+  }
+
+  void stmt(Stmt& s) {
+    switch (s.kind) {
+      case StmtKind::Print: {
+        auto& p = static_cast<PrintStmt&>(s);
+        expr(p.expr);
+        Value v;
+        if (try_const(*p.expr, v)) {
+          try {
+            p.folded_text = to_str(v);
+            p.folded = true;
+          } catch (const strata::Error&) {
+          }
+        }
+        return;
+      }
+      case StmtKind::If: {
+        auto& f = static_cast<IfStmt&>(s);
+        for (auto& br : f.branches) {
+          expr(br.first);
+          body(br.second);
+        }
+        body(f.else_body);
+        return;
+      }
+      case StmtKind::For: {
+        auto& f = static_cast<ForStmt&>(s);
+        expr(f.iter);
+        expr(f.filter);
+        body(f.body);
+        body(f.else_body);
+        return;
+      }
+      case StmtKind::Assign: expr(static_cast<AssignStmt&>(s).value); return;
+      case StmtKind::AssignBlock: {
+        auto& a = static_cast<AssignBlockStmt&>(s);
+        body(a.body);
+        return;
+      }
+      case StmtKind::Macro: macro(*static_cast<MacroStmt&>(s).def); return;
+      case StmtKind::CallBlock: {
+        auto& c = static_cast<CallBlockStmt&>(s);
+        expr(c.call);
+        macro(*c.caller);
+        return;
+      }
+      case StmtKind::FilterBlock: body(static_cast<FilterBlockStmt&>(s).body); return;
+      case StmtKind::With: {
+        auto& w = static_cast<WithStmt&>(s);
+        for (auto& a : w.assigns) expr(a.second);
+        body(w.body);
+        return;
+      }
+      case StmtKind::Scope: body(static_cast<ScopeStmt&>(s).body); return;
+      default: return;
+    }
+  }
+};
+
 }  // namespace
 
-std::unique_ptr<Template> parse_template(std::string_view source) { return Parser(lex(source)).run(); }
+std::unique_ptr<Template> parse_template(std::string_view source) {
+  std::unique_ptr<Template> t = Parser(lex(source)).run();
+  NameChecker().body(t->body, false);
+  Folder().body(t->body);
+  return t;
+}
 
 }  // namespace strata::jinja

@@ -16,5 +16,8 @@ std::unique_ptr<Template> parse_template(std::string_view source);
 // Names the interpreter implements (jinja_filters.cpp); the parser rejects others.
 bool is_known_filter(const std::string& name);
 bool is_known_test(const std::string& name);
+// Filters jinja2 passes the render context (map, select, reject, selectattr, rejectattr): never
+// constant-folded.
+bool is_context_filter(const std::string& name);
 
 }  // namespace strata::jinja

@@ -304,12 +304,16 @@ bool py_lt(const Value& a, const Value& b) {
 
 bool py_hashable(const Value& v) {
   switch (v.kind()) {
+    case Kind::Undefined:  // jinja2's Undefined defines __hash__
     case Kind::None:
     case Kind::Bool:
     case Kind::Int:
     case Kind::Float:
     case Kind::String: return true;
+    case Kind::Object: return true;  // identity hash
     case Kind::List:
+      if (v.l().kind == ListKind::Range || v.l().kind == ListKind::Generator || v.l().kind == ListKind::DictValues)
+        return true;
       if (v.l().kind != ListKind::Tuple) return false;
       for (const Value& e : v.l().items)
         if (!py_hashable(e)) return false;
@@ -355,6 +359,7 @@ std::vector<Value> py_iter(const Value& v) {
       if (l.kind == ListKind::Generator) {
         std::vector<Value> rest(l.items.begin() + long(l.pos), l.items.end());
         l.pos = l.items.size();
+        if (!l.pending_error.empty()) throw ValueError(l.pending_error, l.pending_unsupported);
         return rest;
       }
       return l.items;
@@ -378,6 +383,7 @@ bool py_contains(const Value& c, const Value& item) {
       if (l.kind == ListKind::Generator) {  // consumes up to the match, like Python
         while (l.pos < l.items.size())
           if (py_eq(l.items[l.pos++], item)) return true;
+        if (!l.pending_error.empty()) throw ValueError(l.pending_error, l.pending_unsupported);
         return false;
       }
       for (const Value& e : l.items)

@@ -109,6 +109,9 @@ struct ListObj : HeapObj {
   std::vector<Value> items;
   ListKind kind = ListKind::List;
   size_t pos = 0;  // Generator: items before pos were consumed (generators iterate once)
+  // Generator: the error Python's lazy generator raises once iteration gets past `items`.
+  std::string pending_error;
+  bool pending_unsupported = false;
   int64_t r_start = 0, r_stop = 0, r_step = 1;  // Range: for repr
 };
 
