@@ -1,6 +1,8 @@
 // CPU linear on GGUF block weights (Q4_0, Q4_1, Q8_0 with SIMD kernels; K-quants through the
 // scalar path): every ISA against a double-precision product of decode_weight_row, which is
 // itself checked against the gguf package (tests/io/test_gguf_blocks.py). Random blocks.
+// Decode-sized M runs the GEMV-shaped kernels, prefill-sized M (>= linear_gemm_min_rows()) the
+// GEMM path, whose K slices must start on a block (256 elements for the K-quants).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -36,11 +38,8 @@ std::vector<uint8_t> random_blocks(GgmlType t, int N, int K, std::mt19937& rng) 
 
 class GgufLinear : public ::testing::TestWithParam<GgmlType> {};
 
-TEST_P(GgufLinear, EveryIsaMatchesTheReference) {
-  std::mt19937 rng(std::random_device{}());
+void check_every_isa(GgmlType t, int N, int K, std::initializer_list<int> Ms, std::mt19937& rng) {
   std::normal_distribution<float> nd(0.f, 1.f);
-  const GgmlType t = GetParam();
-  const int N = 37, K = 512;
   auto blocks = random_blocks(t, N, K, rng);
   LinearWeight w;
   w.kind = WeightKind::Gguf;
@@ -50,7 +49,7 @@ TEST_P(GgufLinear, EveryIsaMatchesTheReference) {
   w.blocks = blocks.data();
   w.row_bytes = gguf_row_bytes(uint32_t(t), K);
   std::vector<float> row(K);
-  for (int M : {1, 3, 4, 9}) {
+  for (int M : Ms) {
     std::vector<float> x(size_t(M) * K);
     for (auto& v : x) v = nd(rng);
     std::vector<double> ref(size_t(M) * N);
@@ -71,9 +70,24 @@ TEST_P(GgufLinear, EveryIsaMatchesTheReference) {
         num += (y[i] - ref[i]) * (y[i] - ref[i]);
         den += ref[i] * ref[i];
       }
-      EXPECT_LT(std::sqrt(num / den), 1e-5) << ggml_type_info(uint32_t(t))->name << " " << cpu_isa_name(isa) << " M=" << M;
+      EXPECT_LT(std::sqrt(num / den), 1e-5) << ggml_type_info(uint32_t(t))->name << " " << cpu_isa_name(isa)
+                                           << " M=" << M << " N=" << N << " K=" << K;
     }
   }
+}
+
+TEST_P(GgufLinear, EveryIsaMatchesTheReference) {
+  std::mt19937 rng(std::random_device{}());
+  check_every_isa(GetParam(), 37, 512, {1, 3, 4, 9}, rng);
+}
+
+// Prefill-sized M: N off the 32 / 16 column panels; K = 768 and 1792 are longer than one K slice
+// (640), so the GEMM path slices K on block boundaries (512 + 256, 768 + 768 + 256).
+TEST_P(GgufLinear, PrefillMatchesTheReference) {
+  std::mt19937 rng(std::random_device{}());
+  check_every_isa(GetParam(), 37, 512, {16, 33, 64, 200}, rng);
+  check_every_isa(GetParam(), 70, 768, {16, 33}, rng);
+  check_every_isa(GetParam(), 50, 1792, {64}, rng);
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, GgufLinear,

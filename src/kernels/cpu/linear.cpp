@@ -1,4 +1,5 @@
-// ISA dispatch, threading and the scalar reference for the CPU linear kernels.
+// ISA dispatch (GEMV-shaped kernels for decode-sized M, the GEMM path of linear_gemm.h for
+// prefill), threading and the scalar reference for the CPU linear kernels.
 #include "kernels/cpu/linear.h"
 
 #include <omp.h>
@@ -8,6 +9,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <vector>
+
+#include "core/dtype.h"
+#include "io/gguf.h"
+#include "kernels/cpu/linear_gemm.h"
+#include "quant/gguf_blocks.h"
+#include "quant/int4_format.h"
 
 namespace strata {
 
@@ -71,10 +78,57 @@ void linear_cols_scalar(const float* x, int M, const LinearWeight& w, int n_begi
   }
 }
 
+namespace {
+std::atomic<int> g_gemm_min_rows{8};  // bench_linear_gemm: the crossover is M ~ 4-12 by kind
+}
+int linear_gemm_min_rows() { return g_gemm_min_rows.load(); }
+void set_linear_gemm_min_rows(int m) { g_gemm_min_rows.store(m); }
+
+void decode_weight_slice(const LinearWeight& w, int n, int k0, int k1, float* out) {
+  const size_t K = size_t(w.n_in);
+  switch (w.kind) {
+    case WeightKind::F32: {
+      const float* r = static_cast<const float*>(w.dense) + n * K;
+      for (int k = k0; k < k1; k++) out[k - k0] = r[k];
+      break;
+    }
+    case WeightKind::F16: {
+      const uint16_t* r = static_cast<const uint16_t*>(w.dense) + n * K;
+      for (int k = k0; k < k1; k++) out[k - k0] = f16_to_f32(r[k]);
+      break;
+    }
+    case WeightKind::BF16: {
+      const uint16_t* r = static_cast<const uint16_t*>(w.dense) + n * K;
+      for (int k = k0; k < k1; k++) out[k - k0] = bf16_to_f32(r[k]);
+      break;
+    }
+    case WeightKind::Int4: {
+      const uint32_t* words = w.packed + n * (K / 8);
+      const uint16_t* s = w.scales + n * (K / kInt4GroupSize);
+      for (int k = k0; k < k1; k++) out[k - k0] = float(int4_code(words, k)) * bf16_to_f32(s[k / kInt4GroupSize]);
+      break;
+    }
+    case WeightKind::Gguf:  // k0 on a block boundary
+      gguf_dequant_row(w.ggml_type, w.blocks + size_t(n) * w.row_bytes + gguf_row_bytes(w.ggml_type, k0), k1 - k0, out);
+      break;
+  }
+}
+
+int gemm_k_align(const LinearWeight& w) {
+  if (w.kind != WeightKind::Gguf) return 32;
+  const GgmlTypeInfo* t = ggml_type_info(w.ggml_type);
+  return t && t->block_elems > 32 ? int(t->block_elems) : 32;
+}
+
 void linear_f32(const float* x, int M, const LinearWeight& w, float* y) { linear_f32(x, M, w, y, cpu_isa_active()); }
 
 void linear_f32(const float* x, int M, const LinearWeight& w, float* y, CpuIsa isa) {
   const int N = w.n_out;
+  // Prefill-sized M: the GEMM path (kernels/cpu/linear_gemm.h), threads inside.
+  if (isa != CpuIsa::Scalar && M >= linear_gemm_min_rows()) {
+    (isa == CpuIsa::Avx512 ? linear_gemm_avx512 : linear_gemm_avx2)(x, M, w, y);
+    return;
+  }
   auto body = isa == CpuIsa::Avx512 ? linear_cols_avx512 : isa == CpuIsa::Avx2 ? linear_cols_avx2 : linear_cols_scalar;
   // Work is split over output columns in blocks of 16 so each thread streams its own weight
   // rows once; small layers stay on one thread (fork/join costs more than they do).

@@ -16,9 +16,16 @@ CpuIsa cpu_isa_detect();
 CpuIsa cpu_isa_active();
 void set_cpu_isa(CpuIsa isa);
 
-// Multi-threaded over N. x: [M, K] f32, y: [M, N] f32.
+// Multi-threaded over N. x: [M, K] f32, y: [M, N] f32. Any kind of weight on every ISA (kinds
+// without a SIMD decoder go through decode_weight_row's scalar decoding).
 void linear_f32(const float* x, int M, const LinearWeight& w, float* y);
 void linear_f32(const float* x, int M, const LinearWeight& w, float* y, CpuIsa isa);
+
+// Rows of x from which linear_f32 takes the GEMM path (kernels/cpu/linear_gemm.h: a dequantised,
+// packed W panel reused for every row; AVX2 / AVX-512 only) instead of the GEMV-shaped
+// per-column kernels below, which decode keeps. Default 8; settable for tests and benchmarks.
+int linear_gemm_min_rows();
+void set_linear_gemm_min_rows(int m);
 
 // The per-ISA bodies: columns [n_begin, n_end) of y for all M rows (single-threaded);
 // at most 16 columns per call (linear_f32 splits the work so).

@@ -2,8 +2,11 @@
 // Compiled with -mavx2 -mfma.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "core/dtype.h"
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/linear_gemm.h"
 #include "kernels/cpu/linear_tiling.h"
 #include "quant/gguf_blocks.h"
 #include "quant/int4_format.h"
@@ -78,9 +81,25 @@ inline void bf16_col(const float* x, int K, int k0, int k1, const LinearWeight& 
 
 // GGUF 32-element blocks (quant/gguf_blocks.h) dequantised to four [8] f32 vectors.
 inline float f16f(const uint8_t* p) {
+  // Exact fp16 -> f32 without F16C (keeps the file free of that requirement): the exponent and
+  // mantissa bits shifted into f32 position read as 2^-112 times the value (subnormals included,
+  // as f32 denormals), so one multiply by 2^112 rescales exactly; inf / nan kept apart.
   uint16_t h;
   __builtin_memcpy(&h, p, 2);
-  return f16_to_f32(h);  // once per 32 weights; keeps the file free of an F16C requirement
+  const uint32_t sign = uint32_t(h & 0x8000) << 16, em = uint32_t(h & 0x7fff) << 13;
+  float f;
+  if (__builtin_expect(em >= (0x7c00u << 13), 0)) {
+    const uint32_t u = sign | 0x7f800000u | (em & 0x7fffff);
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+  }
+  __builtin_memcpy(&f, &em, 4);
+  f *= 0x1p112f;
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  u |= sign;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
 }
 inline void nibbles_to_f32(__m128i q, __m256 d, __m256 m, bool add_min, __m256 w[4]) {
   // elements 0..15 are the low nibbles of bytes 0..15, elements 16..31 the high nibbles
@@ -92,27 +111,39 @@ inline void nibbles_to_f32(__m128i q, __m256 d, __m256 m, bool add_min, __m256 w
                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)))};
   for (int i = 0; i < 4; i++) w[i] = add_min ? _mm256_fmadd_ps(f[i], d, m) : _mm256_mul_ps(f[i], d);
 }
+template <GgmlType T>
+__attribute__((always_inline)) inline void gguf_block_t(const uint8_t* b, __m256 w[4]) {
+  if constexpr (T == GgmlType::Q4_0) {
+    const __m256 d = _mm256_set1_ps(f16f(b));
+    // (q - 8) * d = q * d - 8 d
+    nibbles_to_f32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)), d,
+                   _mm256_mul_ps(d, _mm256_set1_ps(-8.f)), true, w);
+  } else if constexpr (T == GgmlType::Q4_1) {
+    nibbles_to_f32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4)), _mm256_set1_ps(f16f(b)),
+                   _mm256_set1_ps(f16f(b + 2)), true, w);
+  } else {  // Q8_0
+    const __m256 d = _mm256_set1_ps(f16f(b));
+    for (int i = 0; i < 4; i++) {
+      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + 8 * i));
+      w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+    }
+  }
+}
 inline void gguf_block(uint32_t type, const uint8_t* b, __m256 w[4]) {
   switch (GgmlType(type)) {
-    case GgmlType::Q4_0: {
-      const __m256 d = _mm256_set1_ps(f16f(b));
-      // (q - 8) * d = q * d - 8 d
-      nibbles_to_f32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)), d,
-                     _mm256_mul_ps(d, _mm256_set1_ps(-8.f)), true, w);
-      break;
-    }
-    case GgmlType::Q4_1:
-      nibbles_to_f32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4)), _mm256_set1_ps(f16f(b)),
-                     _mm256_set1_ps(f16f(b + 2)), true, w);
-      break;
-    default: {  // Q8_0
-      const __m256 d = _mm256_set1_ps(f16f(b));
-      for (int i = 0; i < 4; i++) {
-        const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + 8 * i));
-        w[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
-      }
-      break;
-    }
+    case GgmlType::Q4_0: gguf_block_t<GgmlType::Q4_0>(b, w); break;
+    case GgmlType::Q4_1: gguf_block_t<GgmlType::Q4_1>(b, w); break;
+    default: gguf_block_t<GgmlType::Q8_0>(b, w); break;
+  }
+}
+
+// Blocks [g0, g1) of a GGUF row (32-element blocks of bb bytes) as f32 into out.
+template <GgmlType T>
+void gguf_blocks_to_f32(const uint8_t* row, size_t bb, int g0, int g1, float* out) {
+  for (int g = g0; g < g1; g++) {
+    __m256 wv[4];
+    gguf_block_t<T>(row + size_t(g) * bb, wv);
+    for (int q = 0; q < 4; q++) _mm256_storeu_ps(out + (g - g0) * 32 + 8 * q, wv[q]);
   }
 }
 
@@ -147,7 +178,89 @@ bool avx2_gguf_type(uint32_t t) {
   return t == uint32_t(GgmlType::Q4_0) || t == uint32_t(GgmlType::Q4_1) || t == uint32_t(GgmlType::Q8_0);
 }
 
+// 8 x 8 f32 transpose: rows src[0..8) (stride lds) become columns of dst (stride ldd).
+inline void transpose8x8(const float* src, size_t lds, float* dst, size_t ldd) {
+  const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds),
+               r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds),
+               r5 = _mm256_loadu_ps(src + 5 * lds), r6 = _mm256_loadu_ps(src + 6 * lds),
+               r7 = _mm256_loadu_ps(src + 7 * lds);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+               t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+               s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+               s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+               s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
 }  // namespace
+
+void dequant_slice_avx2(const LinearWeight& w, int n, int k0, int k1, float* out) {
+  const int K = w.n_in;
+  switch (w.kind) {
+    case WeightKind::F32:
+      std::memcpy(out, static_cast<const float*>(w.dense) + size_t(n) * K + k0, sizeof(float) * size_t(k1 - k0));
+      return;
+    case WeightKind::BF16: {
+      const uint16_t* row = static_cast<const uint16_t*>(w.dense) + size_t(n) * K;
+      int k = k0;
+      for (; k + 8 <= k1; k += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k));
+        _mm256_storeu_ps(out + (k - k0), _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+      }
+      for (; k < k1; k++) out[k - k0] = bf16f(row[k]);
+      return;
+    }
+    case WeightKind::Int4: {  // k0, k1 multiples of the group (32)
+      const uint8_t* row = reinterpret_cast<const uint8_t*>(w.packed + size_t(n) * (K / 8));
+      const uint16_t* sc = w.scales + size_t(n) * (K / kInt4GroupSize);
+      for (int g = k0 / 32; g < k1 / 32; g++) {
+        __m256 wv[4];
+        dequant32(row + g * 16, _mm256_set1_ps(bf16f(sc[g])), wv);
+        for (int q = 0; q < 4; q++) _mm256_storeu_ps(out + (g * 32 - k0) + 8 * q, wv[q]);
+      }
+      return;
+    }
+    case WeightKind::Gguf:
+      if (avx2_gguf_type(w.ggml_type)) {  // 32-element blocks; k0, k1 multiples of 32
+        const uint8_t* row = w.blocks + size_t(n) * w.row_bytes;
+        const size_t bb = w.row_bytes / size_t(K / 32);
+        switch (GgmlType(w.ggml_type)) {
+          case GgmlType::Q4_0: gguf_blocks_to_f32<GgmlType::Q4_0>(row, bb, k0 / 32, k1 / 32, out); break;
+          case GgmlType::Q4_1: gguf_blocks_to_f32<GgmlType::Q4_1>(row, bb, k0 / 32, k1 / 32, out); break;
+          default: gguf_blocks_to_f32<GgmlType::Q8_0>(row, bb, k0 / 32, k1 / 32, out); break;
+        }
+        return;
+      }
+      break;
+    default: break;
+  }
+  decode_weight_slice(w, n, k0, k1, out);
+}
+
+void gemm_pack_panel_avx2(const LinearWeight& w, int n0, int ncols, int nr, int k0, int k1, float* tmp, float* out) {
+  // 8 columns at a time, so the dequantised strip (8 x kc f32) is still in L1 when transposed.
+  const int kc = k1 - k0, ldt = (kc + 7) / 8 * 8;
+  for (int c0 = 0; c0 < nr; c0 += 8) {
+    for (int c = 0; c < 8; c++) {
+      float* r = tmp + size_t(c) * ldt;
+      if (c0 + c < ncols)
+        dequant_slice_avx2(w, n0 + c0 + c, k0, k1, r);
+      else
+        std::memset(r, 0, sizeof(float) * size_t(kc));
+      for (int k = kc; k < ldt; k++) r[k] = 0.f;
+    }
+    for (int k = 0; k < ldt; k += 8) transpose8x8(tmp + k, size_t(ldt), out + size_t(k) * nr + c0, size_t(nr));
+  }
+}
 
 void linear_cols_avx2(const float* x, int M, const LinearWeight& w, int n_begin, int n_end, float* y) {
   if (w.kind != WeightKind::Int4 && w.kind != WeightKind::BF16 &&
