@@ -141,12 +141,18 @@ struct PrintStmt : Stmt {
   bool folded = false;
   std::string folded_text;
 };
+// Frames (a loop body, a macro, a block...) list `missing`: names jinja2's symbol analysis
+// declares local to the frame but unset at its start, so they read as Undefined until assigned
+// instead of falling through to an outer scope (see jinja_symbols.cpp).
+using Names = std::vector<std::string>;
+
 struct ForStmt : Stmt {
   explicit ForStmt(int l) : Stmt(StmtKind::For, l) {}
   Target target;
   ExprPtr iter, filter;
   bool recursive = false;
   Body body, else_body;
+  Names body_missing, else_missing;
 };
 struct IfStmt : Stmt {
   explicit IfStmt(int l) : Stmt(StmtKind::If, l) {}
@@ -163,6 +169,7 @@ struct AssignBlockStmt : Stmt {  // {% set x | filters %}body{% endset %}
   Target target;
   ExprPtr filter;  // null or a FilterExpr chain whose innermost arg is null
   Body body;
+  Names body_missing;
 };
 struct MacroDef {  // shared by {% macro %} and the caller of {% call %}
   std::string name;
@@ -171,6 +178,7 @@ struct MacroDef {  // shared by {% macro %} and the caller of {% call %}
   Body body;
   bool uses_caller = false, uses_varargs = false, uses_kwargs = false;
   int line = 0;
+  Names missing;
 };
 struct MacroStmt : Stmt {
   explicit MacroStmt(int l) : Stmt(StmtKind::Macro, l) {}
@@ -185,19 +193,26 @@ struct FilterBlockStmt : Stmt {
   explicit FilterBlockStmt(int l) : Stmt(StmtKind::FilterBlock, l) {}
   ExprPtr filter;  // FilterExpr chain whose innermost arg is null
   Body body;
+  Names body_missing;
 };
 struct WithStmt : Stmt {
   explicit WithStmt(int l) : Stmt(StmtKind::With, l) {}
   std::vector<std::pair<Target, ExprPtr>> assigns;
   Body body;
+  Names body_missing;
 };
 struct ScopeStmt : Stmt {  // transformers' {% generation %}: renders its body in a new scope
   explicit ScopeStmt(int l) : Stmt(StmtKind::Scope, l) {}
   Body body;
+  Names body_missing;
 };
 
 struct Template {
   Body body;
+  Names missing;
 };
+
+// jinja2's per-frame symbol analysis; fills the `missing` lists (jinja_symbols.cpp).
+void analyze_symbols(Template& t);
 
 }  // namespace strata::jinja

@@ -10,6 +10,12 @@ namespace strata::jinja {
 
 namespace {
 
+// Names a frame declares but has not assigned yet read as Undefined (jinja_symbols.cpp).
+void declare_missing(Scope& s, const Names& names) {
+  for (const auto& n : names)
+    if (!s.vars.count(n)) s.vars[n] = Value::undef("'" + n + "' is undefined");
+}
+
 std::string type_obj(const Value& v) {
   return v.is_none() ? "None" : type_name(v) + " object";  // jinja2's object_type_repr
 }
@@ -171,6 +177,7 @@ Interp::~Interp() {
 std::string Interp::render(const Template& tpl, const ScopePtr& globals) {
   auto top = std::make_shared<Scope>();
   top->parent = globals;
+  declare_missing(*top, tpl.missing);
   std::string out;
   try {
     exec(tpl.body, top, out);
@@ -238,7 +245,9 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const ScopePtr& scope, std::string
     case StmtKind::AssignBlock: {
       const auto& st = static_cast<const AssignBlockStmt&>(s);
       std::string buf;
-      exec(st.body, child(), buf);
+      auto c = child();
+      declare_missing(*c, st.body_missing);
+      exec(st.body, c, buf);
       line_ = s.line;
       Value v = Value::string(std::move(buf));
       if (st.filter) v = eval_filter_chain(*st.filter, scope, &v);
@@ -272,7 +281,9 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const ScopePtr& scope, std::string
     case StmtKind::FilterBlock: {
       const auto& st = static_cast<const FilterBlockStmt&>(s);
       std::string buf;
-      exec(st.body, child(), buf);
+      auto c = child();
+      declare_missing(*c, st.body_missing);
+      exec(st.body, c, buf);
       line_ = s.line;
       const Value body = Value::string(std::move(buf));
       emit(out, to_str(eval_filter_chain(*st.filter, scope, &body)));
@@ -284,9 +295,15 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const ScopePtr& scope, std::string
       std::vector<Value> vals;
       for (const auto& a : st.assigns) vals.push_back(eval(*a.second, scope));
       for (size_t k = 0; k < vals.size(); k++) assign(st.assigns[k].first, vals[k], c);
+      declare_missing(*c, st.body_missing);
       return exec(st.body, c, out);
     }
-    case StmtKind::Scope: return exec(static_cast<const ScopeStmt&>(s).body, child(), out);
+    case StmtKind::Scope: {
+      const auto& st = static_cast<const ScopeStmt&>(s);
+      auto c = child();
+      declare_missing(*c, st.body_missing);
+      return exec(st.body, c, out);
+    }
     case StmtKind::Break: return Flow::Break;
     case StmtKind::Continue: return Flow::Continue;
   }
@@ -315,6 +332,9 @@ void Interp::exec_for(const ForStmt& s, const ScopePtr& scope, std::string& out,
   loop->stmt = &s;
   loop->scope = scope;
   const Value loopv = Value::object(loop);
+  // jinja2 runs the else block unless an iteration reached the end of the body: a loop whose
+  // every iteration ends in break or continue runs it too.
+  bool completed_an_iteration = false;
   for (size_t k = 0; k < loop->items.size(); k++) {
     step();
     loop->index0 = k;
@@ -322,11 +342,15 @@ void Interp::exec_for(const ForStmt& s, const ScopePtr& scope, std::string& out,
     c->parent = scope;
     assign(s.target, loop->items[k], c);
     c->vars["loop"] = loopv;
-    if (exec(s.body, c, out) == Flow::Break) break;
+    declare_missing(*c, s.body_missing);
+    Flow f = exec(s.body, c, out);
+    if (f == Flow::Break) break;
+    if (f == Flow::Normal) completed_an_iteration = true;
   }
-  if (loop->items.empty()) {
+  if (!completed_an_iteration && !s.else_body.empty()) {
     auto c = std::make_shared<Scope>();
     c->parent = scope;
+    declare_missing(*c, s.else_missing);
     exec(s.else_body, c, out);
   }
 }
@@ -387,6 +411,7 @@ std::string Interp::render_macro(const MacroDef& def, const ScopePtr& closure, C
   } else if (args.pos.size() > n) {
     fail("macro '" + def.name + "' takes not more than " + std::to_string(n) + " argument(s)");
   }
+  declare_missing(*scope, def.missing);
   depth_++;
   std::string out;
   struct Leave {

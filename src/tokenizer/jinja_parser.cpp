@@ -1316,6 +1316,7 @@ std::unique_ptr<Template> parse_template(std::string_view source) {
   std::unique_ptr<Template> t = Parser(lex(source)).run();
   NameChecker().body(t->body, false);
   Folder().body(t->body);
+  analyze_symbols(*t);
   return t;
 }
 

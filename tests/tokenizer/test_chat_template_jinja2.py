@@ -4,7 +4,8 @@ trim_blocks, lstrip_blocks, loopcontrols, the {% generation %} tag, transformers
 raise_exception, strftime_now). Renders every fixture template (and each tokenizer_config.json
 chat_template, with its special tokens) on many conversations -- tools, tool calls, multi-turn,
 reasoning_content, system prompts, list contents, unicode, with and without the generation
-prompt -- plus small templates that exercise the language itself. Outputs must be identical
+prompt -- plus small templates that exercise the language itself, and generated ones (random
+expressions, random statement soups, randomly edited real templates). Outputs must be identical
 byte for byte; where jinja2 raises, strata must fail too. A fresh seed each run for the random
 conversations (printed; STRATA_CHAT_SEED reproduces a failure)."""
 import json
@@ -414,6 +415,61 @@ def random_expression(rng, depth=0):
     return f"[{sub()}, {sub()}]"
 
 
+def random_block(rng, depth=0):
+    """Statements that exercise scoping (loops, set, namespace, macros, set/filter/with blocks),
+    loop controls and whitespace control."""
+    ws = lambda: rng.choice(["", "", " ", "\n", "  ", "\n  ", " \n", "\t", "\n\n", "  \n  "])  # noqa: E731
+    lt = lambda: "{%" + rng.choice(["", "", "-", "+"]) + " "  # noqa: E731
+    rt = lambda: " " + rng.choice(["", "", "-", "+"]) + "%}"  # noqa: E731
+    value = lambda: rng.choice([  # noqa: E731
+        "x", "y", "i", "item", "acc", "n", "s", "l", "ns.v", "ns.lst", "loop.index", "loop.first", "loop.length",
+        "x ~ y", "n + 1", "acc ~ '.'", "l|length", "i * 2", "item.name if item is mapping else item", "m(1)",
+        "m('a', b='z')", "caller is defined", "loop.previtem", "loop.cycle('p', 'q')", "'k'"])
+    cond = lambda: rng.choice(["x", "not y", "i > 1", "loop.last", "item is string", "n is even", "acc",  # noqa: E731
+                               "ns.v == 2", "l and x", "loop.index0 % 2", "i in [1, 2]", "undefined_v is defined"])
+    seq = lambda: rng.choice(["l", "[1, 2, 3]", "range(3)", "objs", "'ab'", "d", "d.items()", "[]", "sl|sort",  # noqa: E731
+                              "objs|map(attribute='name')"])
+    sub = lambda: random_block(rng, depth + 1)  # noqa: E731
+    out = []
+    for _ in range(rng.randint(1, 4)):
+        r = rng.random()
+        out.append(ws())
+        if r < 0.2 or depth > 2:
+            out.append("{{" + rng.choice(["", "-"]) + " " + value() + " " + rng.choice(["", "-"]) + "}}")
+        elif r < 0.35:
+            out.append(f"{lt()}if {cond()}{rt()}{sub()}"
+                       + (f"{lt()}elif {cond()}{rt()}{sub()}" if rng.random() < 0.3 else "")
+                       + (f"{lt()}else{rt()}{sub()}" if rng.random() < 0.4 else "") + f"{lt()}endif{rt()}")
+        elif r < 0.5:
+            target = rng.choice(["x", "i", "item", "(i, x)", "k, v"])
+            out.append(f"{lt()}for {target} in {seq()}" + (f" if {cond()}" if rng.random() < 0.2 else "")
+                       + f"{rt()}{sub()}"
+                       + (f"{lt()}{rng.choice(['break', 'continue'])}{rt()}" if rng.random() < 0.2 else "")
+                       + (f"{lt()}else{rt()}{sub()}" if rng.random() < 0.2 else "") + f"{lt()}endfor{rt()}")
+        elif r < 0.65:
+            out.append(f"{lt()}set {rng.choice(['x', 'y', 'i', 'item', 'acc', 'n', 's', 'l'])} = {value()}{rt()}")
+        elif r < 0.72:
+            out.append(f"{lt()}set ns.{rng.choice(['v', 'lst', 'w'])} = {value()}{rt()}")
+        elif r < 0.78:
+            out.append(f"{lt()}set {rng.choice(['x', 'y', 'acc', 'l'])}{rt()}{sub()}{lt()}endset{rt()}")
+        elif r < 0.84:
+            out.append(f"{lt()}macro m(a, b=x){rt()}{sub()}{{{{ a }}}}{{{{ b }}}}{lt()}endmacro{rt()}")
+        elif r < 0.88:
+            out.append(f"{lt()}with x = {value()}{rt()}{sub()}{lt()}endwith{rt()}")
+        elif r < 0.92:
+            out.append(f"{lt()}filter upper{rt()}{sub()}{lt()}endfilter{rt()}")
+        elif r < 0.96:
+            out.append("{#" + rng.choice(["", "-"]) + " c " + rng.choice(["", "-"]) + "#}")
+        else:
+            out.append(rng.choice(["text", "a b", "\\n", "\u00e9"]))
+        out.append(ws())
+    return "".join(out)
+
+
+STATEMENT_PRELUDE = ("{% set ns = namespace(v=1, lst=[]) %}{% set x = 'X' %}{% set y = '' %}{% set acc = '' %}"
+                     "{% macro m(a, b='B') %}[{{ a }}{{ b }}]{% endmacro %}")
+
+
 def mutate(rng, s):
     alphabet = "{}%#-+()[]|~.,:'\"\\ \n\t=<>!*/0123456789abcxyz_"
     for _ in range(rng.randint(1, 3)):
@@ -459,14 +515,18 @@ def main():
             f.write(src)
         compare(f"feature {i} {src[:60]!r}", src, path, [{"role": "user", "content": "x"}], None, True, None, DATA)
 
-    # Generated templates: expressions over many value types, and real templates with random edits
-    # (mostly syntax errors: both must fail, and where jinja2 renders, strata must render the same).
+    # Generated templates: expressions over many value types, statement soups (scoping, loops,
+    # macros, whitespace control), and real templates with random edits (mostly syntax errors:
+    # both must fail, and where jinja2 renders, strata must render the same).
     path = os.path.join(TMP, "generated.jinja")
     sources = [src for (_, src, _, _) in templates] + FEATURES
     for i in range(N_FUZZ):
-        for kind in ("expression", "mutation"):
+        for kind in ("expression", "statements", "mutation"):
             if kind == "expression":
                 src = "".join("{{ %s }}|" % random_expression(rng) for _ in range(4))
+                msgs = [{"role": "user", "content": "x"}]
+            elif kind == "statements":
+                src = STATEMENT_PRELUDE + random_block(rng) + "|{{ x }}{{ y }}{{ i }}{{ acc }}{{ ns.v }}"
                 msgs = [{"role": "user", "content": "x"}]
             else:
                 src = mutate(rng, rng.choice(sources))
