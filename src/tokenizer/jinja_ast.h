@@ -144,7 +144,11 @@ struct PrintStmt : Stmt {
 // Frames (a loop body, a macro, a block...) list `missing`: names jinja2's symbol analysis
 // declares local to the frame but unset at its start, so they read as Undefined until assigned
 // instead of falling through to an outer scope (see jinja_symbols.cpp).
-using Names = std::vector<std::string>;
+struct MissingName {
+  std::string name;
+  Value undefined;  // built once at parse time: frames are entered per loop iteration
+};
+using Names = std::vector<MissingName>;
 
 struct ForStmt : Stmt {
   explicit ForStmt(int l) : Stmt(StmtKind::For, l) {}

@@ -12,8 +12,7 @@ namespace {
 
 // Names a frame declares but has not assigned yet read as Undefined (jinja_symbols.cpp).
 void declare_missing(Scope& s, const Names& names) {
-  for (const auto& n : names)
-    if (!s.vars.count(n)) s.vars[n] = Value::undef("'" + n + "' is undefined");
+  for (const auto& n : names) s.vars.emplace(n.name, n.undefined);  // keeps parameters already bound
 }
 
 std::string type_obj(const Value& v) {

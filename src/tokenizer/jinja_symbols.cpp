@@ -51,7 +51,7 @@ struct Symbols {
   Names missing() const {
     Names out;
     for (const auto& kv : refs)
-      if (kv.second == Load::Undefined) out.push_back(kv.first);
+      if (kv.second == Load::Undefined) out.push_back({kv.first, Value::undef("'" + kv.first + "' is undefined")});
     return out;
   }
 };

@@ -242,17 +242,44 @@ std::string py_swapcase(std::string_view s) {
   return out;
 }
 
+namespace {
+
+// The code point starting at byte i (and its length); invalid bytes read as U+FFFD of length 1.
+char32_t cp_at(std::string_view s, size_t i, size_t& len) {
+  std::u32string one = utf8_decode(s.substr(i, std::min<size_t>(4, s.size() - i)));
+  unsigned char c = static_cast<unsigned char>(s[i]);
+  len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+  if (one.empty() || one[0] == 0xFFFD) len = 1;
+  return one.empty() ? 0xFFFD : one[0];
+}
+
+}  // namespace
+
 std::string py_strip(std::string_view s, const std::string* chars, bool left, bool right) {
-  std::u32string cps = utf8_decode(s);
   std::u32string set;
   if (chars) set = utf8_decode(*chars);
   auto strip_it = [&](char32_t c) { return chars ? set.find(c) != std::u32string::npos : py_isspace(c); };
-  size_t b = 0, e = cps.size();
+  size_t b = 0, e = s.size();
   if (left)
-    while (b < e && strip_it(cps[b])) b++;
+    while (b < e) {
+      size_t len;
+      if (!strip_it(cp_at(s, b, len))) break;
+      b += len;
+    }
   if (right)
-    while (e > b && strip_it(cps[e - 1])) e--;
-  return utf8_encode(std::u32string_view(cps).substr(b, e - b));
+    while (e > b) {
+      size_t start = e - 1;  // back up to the lead byte of the last code point
+      while (start > b && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80 && e - start < 4) start--;
+      size_t len;
+      char32_t c = cp_at(s, start, len);
+      if (start + len != e) {  // not a whole code point: treat the last byte alone
+        start = e - 1;
+        c = 0xFFFD;
+      }
+      if (!strip_it(c)) break;
+      e = start;
+    }
+  return std::string(s.substr(b, e - b));
 }
 
 std::string py_float_repr(double x) {
