@@ -6,3 +6,16 @@ bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
+
+# CUDA sources (src/kernels/cuda, the CUDA backend, tools/cuda, bench/cuda): compiled, not run, when nvcc is
+# present (CI has no GPU). A separate build dir, so the CPU build above is untouched; only the CUDA targets build.
+NVCC="$(command -v nvcc || true)"
+[ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+if [ -n "$NVCC" ]; then
+  echo "test.sh: compiling the CUDA sources with $NVCC (not running them)"
+  cmake -S . -B build-cuda-ci -DCMAKE_BUILD_TYPE=Release -DSTRATA_CUDA=ON -DSTRATA_BUILD_TESTS=OFF \
+    -DSTRATA_BUILD_BENCH=OFF -DCMAKE_CUDA_COMPILER="$NVCC" >/dev/null
+  cmake --build build-cuda-ci -j"$(nproc)" --target strata_cuda strata_cuda_compile_only
+else
+  echo "test.sh: no nvcc, CUDA sources not compiled"
+fi

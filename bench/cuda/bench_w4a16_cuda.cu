@@ -225,7 +225,7 @@ void bench_gemm(Env& env) {
       std::string cfg = w4a16_path_name(ap);
       if (ap == W4A16Path::Skinny) {
         const SkinnyConfig sc = w4a16_skinny_config(M, N, K);
-        cfg += " R" + std::to_string(sc.rows) + " W" + std::to_string(sc.warps);
+        cfg += " R" + std::to_string(sc.rows) + " W" + std::to_string(sc.warps) + " C" + std::to_string(sc.split);
       } else {
         const size_t wsb = w4a16_workspace_bytes(M, N, K);
         cfg += " BT" + std::to_string(M > 128 ? 256 : M > 64 ? 128 : 64) + " split" +
@@ -245,15 +245,17 @@ void bench_gemm(Env& env) {
         std::string row = "| " + std::to_string(N) + " x " + std::to_string(K) + " | " + std::to_string(M) + " |";
         if (M <= 16) {
           for (int r : {1, 2, 4})
-            for (int wp : {8, 16}) {
-              W4A16Options o;
-              o.path = W4A16Path::Skinny;
-              o.skinny_rows = r;
-              o.skinny_warps = wp;
-              char b[64];
-              std::snprintf(b, sizeof b, " R%d W%d %.1f |", r, wp, run(o));
-              row += b;
-            }
+            for (int wp : {8, 16})
+              for (int cl : {1, 2}) {
+                W4A16Options o;
+                o.path = W4A16Path::Skinny;
+                o.skinny_rows = r;
+                o.skinny_warps = wp;
+                o.skinny_split = cl;
+                char b[64];
+                std::snprintf(b, sizeof b, " R%dW%dC%d %.1f |", r, wp, cl, run(o));
+                row += b;
+              }
         } else {
           for (int bt : {64, 128, 256}) {
             W4A16Options o;
@@ -290,7 +292,8 @@ void bench_gemm(Env& env) {
               "speed-up |\n|---|---|---|---|---|---|---|---|---|---|\n");
   for (auto& r : main_rows) std::printf("%s\n", r.c_str());
   if (env.sweep) {
-    std::printf("\n## Variants (us; skinny: R row blocks per warp, W warps per CTA; wgmma: BT tokens per CTA)\n\n");
+    std::printf("\n## Variants (us; skinny: R row blocks per warp, W warps per CTA, C CTAs per cluster splitting K; "
+                "wgmma: BT tokens per CTA)\n\n");
     for (auto& r : sweep_rows) std::printf("%s\n", r.c_str());
   }
   std::fflush(stdout);
@@ -333,7 +336,7 @@ void bench_moe(Env& env) {
   r.scaling = 2.827f;
   r.choice_bias = bias;
 
-  std::vector<std::string> rows;
+  std::vector<std::string> rows, sweep;
   const int copies = 8;  // different token batches -> different experts per replay
   for (int T : {1, 8, 64, 256}) {
     std::vector<uint16_t*> xs(copies);
@@ -361,6 +364,27 @@ void bench_moe(Env& env) {
     active /= copies;
     const double us = time_us(
         [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s); }, copies, env.reps, s);
+    if (env.sweep) {
+      std::string row = "| " + std::to_string(T) + " |";
+      for (int gr : {2, 4})
+        for (int gw : {8, 16})
+          for (int dr : {1, 2, 4})
+            for (int dw : {4, 8}) {
+              MoeOptions o;
+              o.gu_rows = gr;
+              o.gu_warps = gw;
+              o.dn_rows = dr;
+              o.dn_warps = dw;
+              const double t = time_us(
+                  [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
+                  copies, std::max(5, env.reps / 5), s);
+              char b[64];
+              std::snprintf(b, sizeof b, " g%dx%d d%dx%d %.0f |", gr, gw, dr, dw, t);
+              row += b;
+            }
+      sweep.push_back(row);
+      std::printf("%s\n", row.c_str());
+    }
     const double bytes = active * double(L.expert_bytes()) + double(E) * D * 2;
     const double gbs = bytes / (us * 1e-6) / 1e9;
     char line[256];
@@ -380,9 +404,45 @@ void bench_moe(Env& env) {
               double(L.expert_bytes()) / 1e6, copies);
   std::printf("| tokens | experts run | MB touched | us | GB/s | %% of copy BW | floor us |\n|---|---|---|---|---|---|---|\n");
   for (auto& row : rows) std::printf("%s\n", row.c_str());
+  if (env.sweep) {
+    std::printf("\n## MoE variants (us; gRxW: gate/up rows per warp x warps, dRxW: down)\n\n");
+    for (auto& row : sweep) std::printf("%s\n", row.c_str());
+  }
   STRATA_CUDA_CHECK(cudaFree(router));
   STRATA_CUDA_CHECK(cudaFree(bias));
   w4a16_moe_free(L);
+}
+
+// --one N K M BT: five launches of one linear (wgmma with BT tokens per CTA, or auto when BT is 0), for profilers.
+void run_one(int N, int K, int M, int bt) {
+  const size_t nk = size_t(N) * K;
+  uint32_t* ct = nullptr;
+  uint16_t* cs = nullptr;
+  STRATA_CUDA_CHECK(cudaMalloc(&ct, nk / 2));
+  STRATA_CUDA_CHECK(cudaMalloc(&cs, nk / 16));
+  launch_fill_u32(ct, nk / 8, 1);
+  launch_fill_bf16(cs, nk / 32, 2, 0.002f, 0.02f, false);
+  W4A16Weight w;
+  w.n_out = N;
+  w.n_in = K;
+  STRATA_CUDA_CHECK(cudaMalloc(&w.packed, nk / 2));
+  STRATA_CUDA_CHECK(cudaMalloc(&w.scales, nk / 16));
+  w4a16_repack(ct, cs, N, K, w.packed, w.scales, nullptr);
+  uint16_t *x = nullptr, *y = nullptr;
+  STRATA_CUDA_CHECK(cudaMalloc(&x, size_t(M) * K * 2));
+  STRATA_CUDA_CHECK(cudaMalloc(&y, size_t(M) * N * 2));
+  launch_fill_bf16(x, size_t(M) * K, 3, 0.25f, 1.f, true);
+  W4A16Options o;
+  if (bt) {
+    o.path = W4A16Path::Wgmma;
+    o.wgmma_tokens = bt;
+  }
+  const size_t wsb = w4a16_workspace_bytes(M, N, K, o);
+  void* ws = nullptr;
+  if (wsb) STRATA_CUDA_CHECK(cudaMalloc(&ws, wsb));
+  for (int i = 0; i < 5; i++) w4a16_linear(x, M, w, y, ws, wsb, nullptr, o);
+  STRATA_CUDA_CHECK(cudaDeviceSynchronize());
+  std::printf("ran %d x %d, M %d, BT %d five times\n", N, K, M, bt);
 }
 
 }  // namespace
@@ -391,6 +451,15 @@ int main(int argc, char** argv) {
   Env env;
   bool gemm = true, moe = true;
   for (int i = 1; i < argc; i++) {
+    if (!std::strcmp(argv[i], "--one") && i + 4 < argc) {
+      try {
+        run_one(std::atoi(argv[i + 1]), std::atoi(argv[i + 2]), std::atoi(argv[i + 3]), std::atoi(argv[i + 4]));
+        return 0;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_w4a16_cuda: error: %s\n", e.what());
+        return 2;
+      }
+    }
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) env.reps = std::max(1, std::atoi(argv[++i]));
     if (!std::strcmp(argv[i], "--quick")) env.quick = true;
     if (!std::strcmp(argv[i], "--no-gemm")) gemm = false;

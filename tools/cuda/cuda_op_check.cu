@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/cpu/linear.h"
@@ -172,12 +173,13 @@ void check_linear(Rng& rng, bool quick) {
     W4A16Options opt;
     const char* label;
   };
-  auto opt = [](W4A16Path p, int split = 0, int rows = 0, int warps = 0, int bt = 0) {
+  auto opt = [](W4A16Path p, int split = 0, int rows = 0, int warps = 0, int bt = 0, int kcl = 0) {
     W4A16Options o;
     o.path = p;
     o.split_k = split;
     o.skinny_rows = rows;
     o.skinny_warps = warps;
+    o.skinny_split = kcl;
     o.wgmma_tokens = bt;
     return o;
   };
@@ -187,10 +189,19 @@ void check_linear(Rng& rng, bool quick) {
       {opt(W4A16Path::Skinny, 0, 1, 4), "skinny R1 W4"},
       {opt(W4A16Path::Skinny, 0, 2, 8), "skinny R2 W8"},
       {opt(W4A16Path::Skinny, 0, 4, 16), "skinny R4 W16"},
+      {opt(W4A16Path::Skinny, 0, 1, 8, 0, 2), "skinny R1 W8 cluster2"},
+      {opt(W4A16Path::Skinny, 0, 2, 16, 0, 4), "skinny R2 W16 cluster4"},
       {opt(W4A16Path::Wgmma, 0, 0, 0, 64), "wgmma BT64"},
       {opt(W4A16Path::Wgmma, 0, 0, 0, 128), "wgmma BT128"},
       {opt(W4A16Path::Wgmma, 0, 0, 0, 256), "wgmma BT256"},
       {opt(W4A16Path::Wgmma, 1), "wgmma split1"},
+      {[] {
+         W4A16Options o;
+         o.path = W4A16Path::Wgmma;
+         o.wgmma_tma = true;
+         return o;
+       }(),
+       "wgmma TMA-fed"},
       {opt(W4A16Path::Wgmma, 3), "wgmma split3"},
       {opt(W4A16Path::Tiled), "tiled"},
       {opt(W4A16Path::Tiled, 3), "tiled split3"},
@@ -227,7 +238,7 @@ void check_linear(Rng& rng, bool quick) {
         if (taken == W4A16Path::Skinny) {
           const SkinnyConfig sc = w4a16_skinny_config(M, N, K, c.opt);
           label += " (R" + std::to_string(sc.rows) + " U" + std::to_string(sc.unroll) + " W" +
-                   std::to_string(sc.warps) + ")";
+                   std::to_string(sc.warps) + " cluster" + std::to_string(sc.split) + ")";
         }
         if (ws_bytes) label += " (" + std::to_string(ws_bytes / (size_t(M) * N * 4)) + " K splits)";
         report("N " + std::to_string(N) + " K " + std::to_string(K) + " M " + std::to_string(M) + " " + label,
@@ -443,6 +454,115 @@ void check_moe(Rng& rng, int E, int D, int F, int top_k, bool shared, const std:
   w4a16_moe_free(L);
 }
 
+// ------------------------------------------------------------------------------------------------ backend
+
+// The CUDA backend against the CPU backend through the Backend interface (host f32 in and out).
+void check_backend(Rng& rng) {
+  std::printf("\n## Backend ops: make_cuda_backend() vs make_cpu_backend()\n\n");
+  std::printf("| check | rel err | tol | max abs err | max abs ref | status |\n|---|---|---|---|---|---|\n");
+  auto cpu = make_cpu_backend();
+  auto gpu = make_cuda_backend();
+  auto rand_f = [&](size_t n, float lo, float hi) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = rng.sym(lo, hi);
+    return v;
+  };
+  auto cmp = [&](const std::vector<float>& got, const std::vector<float>& ref) {
+    return compare(got.size(), [&](size_t i) { return double(got[i]); }, ref.data());
+  };
+  {  // INT4 linear with bias, several M
+    HostInt4 w(512, 1024, rng, "lin");
+    w.w.bias = rand_f(512, 0.1f, 1.f);
+    for (int M : {1, 7, 40}) {
+      const auto x = rand_f(size_t(M) * 1024, 0.25f, 1.f);
+      std::vector<float> a(size_t(M) * 512, NAN), b(size_t(M) * 512, NAN);
+      cpu->linear(x.data(), M, w.w, a.data());
+      gpu->linear(x.data(), M, w.w, b.data());
+      report("backend linear INT4 + bias M " + std::to_string(M), cmp(b, a), kTolLinear);
+    }
+  }
+  {  // bf16 linear: not a GPU kernel, the CPU fallback must give the CPU's bits
+    std::vector<uint16_t> wb(size_t(96) * 80);
+    for (auto& v : wb) v = f32_to_bf16(rng.sym(0.01f, 0.1f));
+    LinearWeight w;
+    w.name = "bf16";
+    w.kind = WeightKind::BF16;
+    w.n_out = 96;
+    w.n_in = 80;
+    w.dense = wb.data();
+    const auto x = rand_f(size_t(3) * 80, 0.25f, 1.f);
+    std::vector<float> a(3 * 96, NAN), b(3 * 96, NAN);
+    cpu->linear(x.data(), 3, w, a.data());
+    gpu->linear(x.data(), 3, w, b.data());
+    report("backend linear bf16 (CPU fallback, bit-exact)", cmp(b, a), 0.0);
+  }
+  {  // INT4 SwiGLU FFN
+    HostInt4 g(256, 512, rng, "gate", 0.01f, 0.04f), u(256, 512, rng, "up", 0.01f, 0.04f),
+        d(512, 256, rng, "down", 0.01f, 0.04f);
+    const FfnWeights f{g.w, u.w, d.w};
+    const auto x = rand_f(size_t(5) * 512, 0.25f, 1.f);
+    std::vector<float> a(5 * 512, NAN), b(5 * 512, NAN);
+    cpu->ffn(x.data(), 5, f, a.data());
+    gpu->ffn(x.data(), 5, f, b.data());
+    report("backend ffn INT4 M 5", cmp(b, a), kTolMoe);
+  }
+  {  // routing, the four kinds, same logits
+    const int E = 64, k = 6, M = 33;
+    const auto logits = rand_f(size_t(M) * E, 0.f, 3.f);
+    const auto bias = rand_f(E, 0.f, 0.05f);
+    for (const RouterKind& K : kKinds) {
+      const RouterParams p = cpu_params(K, E, k, bias.data());
+      std::vector<int> ia(size_t(M) * k), ib(size_t(M) * k, -1);
+      std::vector<float> wa(size_t(M) * k), wb(size_t(M) * k, NAN);
+      cpu->moe_route(logits.data(), M, p, ia.data(), wa.data());
+      gpu->moe_route(logits.data(), M, p, ib.data(), wb.data());
+      size_t bad = 0;
+      double wmax = 0;
+      for (size_t i = 0; i < ia.size(); i++) {
+        if (ia[i] != ib[i]) {
+          bad++;
+          continue;
+        }
+        wmax = std::max(wmax, std::fabs(double(wb[i]) - wa[i]) / std::max(1e-30, std::fabs(double(wa[i]))));
+      }
+      report_exact(std::string("backend moe_route ids ") + K.name, bad, ia.size());
+      Stats st;
+      st.rel = wmax;
+      report(std::string("backend moe_route weights (max rel) ") + K.name, st, kTolWeights);
+    }
+  }
+  {  // MoE experts, y += on random y
+    const int E = 16, D = 256, F = 128, k = 4, M = 9;
+    std::vector<std::unique_ptr<HostInt4>> ws;
+    std::vector<FfnWeights> experts;
+    for (int e = 0; e < E; e++) {
+      ws.push_back(std::make_unique<HostInt4>(F, D, rng, "gate", 0.01f, 0.04f));
+      ws.push_back(std::make_unique<HostInt4>(F, D, rng, "up", 0.01f, 0.04f));
+      ws.push_back(std::make_unique<HostInt4>(D, F, rng, "down", 0.01f, 0.04f));
+      experts.push_back({ws[ws.size() - 3]->w, ws[ws.size() - 2]->w, ws[ws.size() - 1]->w});
+    }
+    const auto x = rand_f(size_t(M) * D, 0.25f, 1.f);
+    std::vector<int> ids(size_t(M) * k);
+    std::vector<float> w(size_t(M) * k);
+    for (int m = 0; m < M; m++) {
+      std::vector<int> perm(static_cast<size_t>(E));
+      for (int e = 0; e < E; e++) perm[size_t(e)] = e;
+      for (int j = 0; j < k; j++) {  // k distinct experts
+        std::swap(perm[size_t(j)], perm[size_t(j) + rng.next() % size_t(E - j)]);
+        ids[size_t(m) * k + j] = perm[size_t(j)];
+        w[size_t(m) * k + j] = rng.uniform(0.1f, 1.f);
+      }
+    }
+    auto a = rand_f(size_t(M) * D, 0.1f, 1.f);
+    auto b = a;
+    const ExpertLoad la = cpu->moe_experts(x.data(), M, D, experts, ids.data(), w.data(), k, a.data());
+    const ExpertLoad lb = gpu->moe_experts(x.data(), M, D, experts, ids.data(), w.data(), k, b.data());
+    report("backend moe_experts y += M 9 top-4 of 16", cmp(b, a), kTolMoe);
+    report_exact("backend moe_experts ExpertLoad (experts, bytes)",
+                 size_t(la.n_active_experts != lb.n_active_experts) + size_t(la.bytes != lb.bytes), 2);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -475,6 +595,7 @@ int main(int argc, char** argv) {
     } else {
       check_moe(rng, 32, 256, 128, 8, true, {1, 17}, {3}, true);
     }
+    check_backend(rng);
     std::printf("\n%s: %d of %d checks failed (seed %llu)\n", g_failures ? "FAILED" : "PASSED", g_failures, g_rows,
                 (unsigned long long)seed);
     return g_failures ? 1 : 0;

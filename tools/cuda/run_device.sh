@@ -5,7 +5,8 @@
 # Build: CMake (-DSTRATA_CUDA=ON -DSTRATA_BUILD_TESTS=OFF) when cmake exists and configures (the top level needs
 # nlohmann-json); otherwise nvcc directly, compiling only the CPU sources the check needs (no nlohmann).
 # Env: STRATA_CUDA_BUILD=auto|cmake|nvcc (default auto), STRATA_SANITIZE=1 runs compute-sanitizer (default off),
-#      STRATA_SKIP_BENCH=1 skips the benchmark, BENCH_ARGS / CHECK_ARGS are passed to the programs.
+#      STRATA_SKIP_BENCH=1 skips the benchmark, STRATA_SKIP_CHECK=1 the op check, STRATA_NCU=1 profiles one wgmma
+#      launch (NCU_ARGS="N K M BT", NCU_EXTRA: more ncu options), BENCH_ARGS / CHECK_ARGS are passed to the programs.
 # Outputs in $OUT: build.txt, device.txt, layout_sim.txt, cuda_op_check.txt, bench_w4a16.txt, sass_summary.txt,
 #      sanitizer.txt. Exit status: non-zero if the build or cuda_op_check failed.
 set -uo pipefail
@@ -62,7 +63,7 @@ build_nvcc() {
   )
   # The CPU reference: core, quant and the CPU kernels and backend (every file there; no nlohmann needed).
   local f
-  for f in src/core/*.cpp src/quant/*.cpp src/kernels/cpu/*.cpp src/backend/cpu/*.cpp; do
+  for f in src/core/*.cpp src/quant/*.cpp src/kernels/cpu/*.cpp src/backend/cpu/*.cpp src/backend/cuda/*.cpp; do
     jobs+=("$cxx -c $f -o $obj/$(basename "${f%.cpp}").o")
   done
   local -a pids=()
@@ -111,16 +112,27 @@ status=0
 log "layout simulation (host only)"
 "$BIN/w4a16_layout_sim" 2>&1 | tee "$OUT/layout_sim.txt" || status=1
 
-log "cuda_op_check"
-# shellcheck disable=SC2086
-"$BIN/cuda_op_check" ${CHECK_ARGS:-} 2>&1 | tee "$OUT/cuda_op_check.txt"
-check_rc=${PIPESTATUS[0]}
-[ "$check_rc" = 0 ] || { status=1; log "cuda_op_check FAILED (rc $check_rc); running the benchmark anyway"; }
+if [ "${STRATA_SKIP_CHECK:-0}" != 1 ]; then
+  log "cuda_op_check"
+  # shellcheck disable=SC2086
+  "$BIN/cuda_op_check" ${CHECK_ARGS:-} 2>&1 | tee "$OUT/cuda_op_check.txt"
+  check_rc=${PIPESTATUS[0]}
+  [ "$check_rc" = 0 ] || { status=1; log "cuda_op_check FAILED (rc $check_rc); running the benchmark anyway"; }
+fi
 
 if [ "${STRATA_SKIP_BENCH:-0}" != 1 ]; then
   log "bench_w4a16_cuda"
   # shellcheck disable=SC2086
   "$BIN/bench_w4a16_cuda" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_w4a16.txt" || log "bench FAILED (rc ${PIPESTATUS[0]})"
+fi
+
+# Optional: Nsight Compute on one wgmma launch (STRATA_NCU=1; NCU_ARGS="N K M BT", default the M=4096 case).
+if [ "${STRATA_NCU:-0}" != 0 ] && command -v ncu >/dev/null 2>&1; then
+  log "ncu on bench_w4a16_cuda --one ${NCU_ARGS:-8192 28672 4096 256}"
+  # shellcheck disable=SC2086
+  ncu --kernel-name regex:wgmma --launch-skip 2 --launch-count 1 --section SpeedOfLight --section WarpStateStats ${NCU_EXTRA:-} \
+    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy \
+    "$BIN/bench_w4a16_cuda" --one ${NCU_ARGS:-8192 28672 4096 256} >"$OUT/ncu.txt" 2>&1 || log "ncu failed"
 fi
 
 # Resource usage (registers, spills, smem) and the instruction mix of each kernel, for reading without a GPU.
@@ -147,5 +159,5 @@ if [ "${STRATA_SANITIZE:-0}" != 0 ] && command -v compute-sanitizer >/dev/null 2
 fi
 
 log "done: status $status; outputs in $OUT"
-tail -3 "$OUT/cuda_op_check.txt"
+[ -f "$OUT/cuda_op_check.txt" ] && tail -3 "$OUT/cuda_op_check.txt"
 exit "$status"

@@ -83,4 +83,13 @@ void w4a16_moe_forward(const W4A16MoeLayer& layer, const MoeRouting& routing, co
                        const float* logits, float* y, bool accumulate, void* workspace, size_t workspace_bytes,
                        void* stream, const MoeTrace* trace = nullptr, const MoeOptions& opt = {});
 
+// Routing alone: logits device f32 [T, E] -> ids [T, k], weights [T, k] (device). Asynchronous.
+void w4a16_moe_route(const float* logits, int T, const MoeRouting& routing, int* ids, float* weights, void* stream);
+
+// The experts alone, on given routing (device ids/weights [T, k]): permutation, grouped GEMMs, combine (+ shared).
+// Same workspace as the forward.
+void w4a16_moe_experts(const W4A16MoeLayer& layer, const uint16_t* x, int T, const int* ids, const float* weights,
+                       int top_k, float* y, bool accumulate, void* workspace, size_t workspace_bytes, void* stream,
+                       const MoeOptions& opt = {});
+
 }  // namespace strata::cuda

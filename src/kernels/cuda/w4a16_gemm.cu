@@ -1,6 +1,8 @@
 // CUDA W4A16 linear for Hopper: y[M, N] bf16 = x[M, K] bf16 . W^T, W INT4 in the repacked layout
 // (w4a16_layout.h); skinny (M <= 16), wgmma (M > 16), tiled mma.sync and naive kernels; see cuda_w4a16.h.
 // Not TMA-fed (cp.async fills the wgmma operand tiles) and no bias.
+#include <cuda.h>  // CUtensorMap (types only: the encoder comes from the runtime's driver entry point)
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -34,32 +36,57 @@ __device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* t
   *tn = (blockIdx.x % group_size) / gm;
 }
 
-// Loads one 64-k stage: BT token rows of x (SWIZZLE_128B, rows past M zero-filled), then kBlocks packed tiles
-// and their scale quads. Every thread of the CTA calls it.
-template <int BT, int kBlocks, int kThreads>
-__device__ __forceinline__ void load_stage(uint8_t* st, const uint16_t* __restrict__ x, int M, int K, int m0,
-                                           const uint4* __restrict__ wq, const uint4* __restrict__ ws, int nb0,
-                                           int n_blocks, int k_tiles, int kt) {
-  const int tid = threadIdx.x;
-  for (int c = tid; c < BT * 8; c += kThreads) {
-    const int r = c >> 3, ch = c & 7, m = m0 + r;
-    const bool ok = m < M;
-    const uint16_t* src = ok ? x + size_t(m) * K + size_t(kt) * kW4TileK + ch * 8 : x;
-    cp_async16(st + sw128(r, ch), src, ok);
+// Loads 64-k stages: BT token rows of x (SWIZZLE_128B, rows past M zero-filled), then the 8 row blocks' packed
+// tiles and scale quads. Every thread of the CTA takes fixed chunks, so the addresses are computed once here and
+// a stage costs each thread a few cp.async (x: BT/32 chunks, weights: 1, scales: 1 for threads < 32).
+template <int BT, int kThreads>
+struct StageLoader {
+  static constexpr int kBlocks = 8;
+  static constexpr int kXPer = BT * 8 / kThreads;  // x chunks per thread
+  static_assert(kBlocks * 32 == kThreads && kXPer >= 1, "loader assumes 256 threads and 8 row blocks");
+  const uint16_t* xsrc;  // chunk j = 0 of this thread at k = 0 (row m0 + tid/8, k offset 8 * (tid % 8))
+  size_t xstride;        // elements between the thread's chunks: 32 rows
+  uint32_t xdst;         // its byte offset in the stage (chunk j adds 32 rows x 128 B)
+  uint32_t xvalid;       // bit j: row of chunk j < M
+  const uint4* wsrc;     // lane record of row block tid/32 at k tile 0
+  const uint4* ssrc;     // scale chunk tid%4 of row block tid/4 at k tile 0 (threads < 32)
+  bool wok, sok;
+  const void* dummy;     // a valid address for zero-filled copies
+
+  __device__ __forceinline__ StageLoader(const uint16_t* x, int M, int K, int m0, const uint4* wq, const uint4* ws,
+                                         int nb0, int n_blocks, int k_tiles) {
+    const int tid = threadIdx.x, r0 = tid >> 3, ch = tid & 7;
+    xsrc = x + size_t(m0 + r0) * K + ch * 8;
+    xstride = size_t(kThreads / 8) * K;
+    xdst = dev::sw128(r0, ch);
+    xvalid = 0;
+#pragma unroll
+    for (int j = 0; j < kXPer; j++)
+      if (m0 + r0 + j * (kThreads / 8) < M) xvalid |= 1u << j;
+    const int nbw = nb0 + (tid >> 5);
+    wok = nbw < n_blocks;
+    wsrc = wq + (size_t(wok ? nbw : 0) * k_tiles) * 32 + (tid & 31);
+    const int nbs = nb0 + (tid >> 2);
+    sok = tid < kBlocks * 4 && nbs < n_blocks;
+    ssrc = ws + (size_t(sok ? nbs : 0) * k_tiles) * 4 + (tid & 3);
+    dummy = wq;
   }
-  uint8_t* wst = st + BT * 128;
-  for (int c = tid; c < kBlocks * 32; c += kThreads) {
-    const int b = c >> 5, l = c & 31, nb = nb0 + b;
-    const bool ok = nb < n_blocks;
-    cp_async16(wst + c * 16, ok ? wq + w4_tile_index(nb, kt, k_tiles) * 32 + l : wq, ok);
+
+  __device__ __forceinline__ void load(uint8_t* st, int kt) const {
+    const uint32_t base = dev::smem_addr(st);
+#pragma unroll
+    for (int j = 0; j < kXPer; j++) {
+      const bool ok = (xvalid >> j) & 1u;
+      dev::cp_async16_s(base + xdst + j * (kThreads / 8) * 128,
+                        ok ? static_cast<const void*>(xsrc + j * xstride + size_t(kt) * kW4TileK) : dummy, ok);
+    }
+    dev::cp_async16_s(base + BT * 128 + threadIdx.x * 16, wok ? static_cast<const void*>(wsrc + size_t(kt) * 32) : dummy,
+                      wok);
+    if (threadIdx.x < kBlocks * 4)
+      dev::cp_async16_s(base + BT * 128 + kBlocks * 512 + threadIdx.x * 16,
+                        sok ? static_cast<const void*>(ssrc + size_t(kt) * 4) : dummy, sok);
   }
-  uint8_t* sst = wst + kBlocks * 512;
-  for (int c = tid; c < kBlocks * 4; c += kThreads) {
-    const int b = c >> 2, part = c & 3, nb = nb0 + b;
-    const bool ok = nb < n_blocks;
-    cp_async16(sst + c * 16, ok ? ws + w4_tile_index(nb, kt, k_tiles) * 4 + part : ws, ok);
-  }
-}
+};
 
 // ---------------------------------------------------------------------------------------------
 // Wgmma path: CTA = 2 warpgroups; warp w owns row block w (16 rows) of the CTA's 128; tokens BT = wgmma N.
@@ -70,10 +97,24 @@ struct WgCfg {
   static constexpr int kThreads = 256;
   static constexpr int kRows = 128;
   static constexpr int kBlocks = kRows / kW4TileN;  // 8
-  static constexpr int kStages = 4;
   static constexpr int kStageBytes = ((BT * 128 + kBlocks * 512 + kBlocks * 64) + 1023) / 1024 * 1024;
+  // As many stages as fit in 200 KB (5 at BT 256, 8 at BT 64/128); prefetch distance kStages - 2.
+  static constexpr int kStages = std::min(8, (200 * 1024) / kStageBytes);
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the base to 1024
 };
+
+// Dequantized A fragments (weights) of one k tile for this warp's row block: [k16 step][register].
+__device__ __forceinline__ void load_a(const uint8_t* st_w, const uint8_t* st_s, int warp, int lane,
+                                       uint32_t a[4][4]) {
+  const uint4 wv = *reinterpret_cast<const uint4*>(st_w + warp * 512 + lane * 16);
+  const uint2 sv = *reinterpret_cast<const uint2*>(st_s + warp * 64 + (lane >> 2) * 8);
+#pragma unroll
+  for (int s = 0; s < 4; s++) {
+    uint32_t lo2, hi2;
+    scale_pairs(sv, s >> 1, &lo2, &hi2);
+    dequant_scaled(word_of(wv, s), lo2, hi2, a[s]);
+  }
+}
 
 template <int BT>
 __global__ void __launch_bounds__(256, 1)
@@ -86,6 +127,7 @@ __global__ void __launch_bounds__(256, 1)
                        float* __restrict__ partial,  // [splits, M, N] f32 split-K partials, or nullptr
                        int kt_per_split, int tiles_m, int tiles_n) {
   using C = WgCfg<BT>;
+  constexpr int S = C::kStages, D = S - 2;  // D stages in flight ahead; 2 slots for the two groups in flight
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -96,54 +138,175 @@ __global__ void __launch_bounds__(256, 1)
   const int k_tiles = K / kW4TileK, n_blocks = N / kW4TileN;
   const int kt_begin = blockIdx.y * kt_per_split;
   const int nk = max(0, min(k_tiles, kt_begin + kt_per_split) - kt_begin);
+  auto stage = [&](int i) { return smem + (i % S) * C::kStageBytes; };
+  const StageLoader<BT, C::kThreads> loader(x, M, K, m0, wq, ws, nb0, n_blocks, k_tiles);
 
   float acc[BT / 2];
 #pragma unroll
   for (int i = 0; i < BT / 2; i++) acc[i] = 0.f;
 
+  // Pipeline: D stages in flight, up to two wgmma groups per warpgroup. Iteration i issues group i (A from
+  // register set i & 1) first, then - while groups i-1 and i run - waits for stage i+1, refills the slot of stage
+  // i-2 (free: every warpgroup waited for group i-2 before this iteration's barrier) with stage i+D, dequantizes
+  // stage i+1 into temporaries, and only then waits for group i-1 and moves them into its register set.
 #pragma unroll
-  for (int s = 0; s < C::kStages - 1; s++) {
-    if (s < nk)
-      load_stage<BT, C::kBlocks, C::kThreads>(smem + s * C::kStageBytes, x, M, K, m0, wq, ws, nb0, n_blocks, k_tiles,
-                                              kt_begin + s);
+  for (int s = 0; s < D; s++) {
+    if (s < nk) loader.load(stage(s), kt_begin + s);
     cp_async_commit();
   }
-  for (int it = 0; it < nk; it++) {
-    cp_async_wait<C::kStages - 2>();
+  uint32_t a[2][4][4];
+  if (nk > 0) {
+    cp_async_wait<D - 1>();
     fence_proxy_async();
-    __syncthreads();  // stage `it` landed for every thread; every warpgroup finished reading stage it-1
-    const int nxt = it + C::kStages - 1;
-    if (nxt < nk)
-      load_stage<BT, C::kBlocks, C::kThreads>(smem + (nxt % C::kStages) * C::kStageBytes, x, M, K, m0, wq, ws, nb0,
-                                              n_blocks, k_tiles, kt_begin + nxt);
-    cp_async_commit();
-
-    const uint8_t* st = smem + (it % C::kStages) * C::kStageBytes;
-    const uint4 wv = *reinterpret_cast<const uint4*>(st + BT * 128 + warp * 512 + lane * 16);
-    const uint2 sv = *reinterpret_cast<const uint2*>(st + BT * 128 + C::kBlocks * 512 + warp * 64 + g * 8);
-    uint32_t a[4][4];
-#pragma unroll
-    for (int s = 0; s < 4; s++) {
-      uint32_t lo2, hi2;
-      scale_pairs(sv, s >> 1, &lo2, &hi2);
-      dequant_scaled(word_of(wv, s), lo2, hi2, a[s]);
-    }
-    const uint32_t xs = smem_addr(st);
+    __syncthreads();
+    load_a(stage(0) + BT * 128, stage(0) + BT * 128 + C::kBlocks * 512, warp, lane, a[0]);
+  }
+  auto step = [&](int i, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
+    const uint32_t xs = smem_addr(stage(i));
     wgmma_fence();
 #pragma unroll
-    for (int s = 0; s < 4; s++) wgmma_rs<BT>(acc, a[s], wgmma_desc_sw128(xs + 32 * s));
+    for (int s = 0; s < 4; s++) wgmma_rs<BT>(acc, cur[s], wgmma_desc_sw128(xs + 32 * s));
     wgmma_commit();
-    wgmma_wait<0>();
+    cp_async_wait<D - 2>();  // stage i+1 landed (this thread's copies)
+    fence_proxy_async();
+    __syncthreads();  // ... every thread's; every warpgroup is past its wait for group i-2
+    if (i + D < nk) loader.load(stage(i + D), kt_begin + i + D);
+    cp_async_commit();
+    uint32_t tmp[4][4];
+    if (i + 1 < nk) load_a(stage(i + 1) + BT * 128, stage(i + 1) + BT * 128 + C::kBlocks * 512, warp, lane, tmp);
+    wgmma_wait<1>();  // group i-1 done: its A registers (nxt) may be rewritten
 #pragma unroll
     for (int s = 0; s < 4; s++)
 #pragma unroll
-      for (int r = 0; r < 4; r++) fence_operand(a[s][r]);
-#pragma unroll
-    for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
+      for (int r = 0; r < 4; r++) {
+        fence_operand(nxt[s][r]);
+        if (i + 1 < nk) nxt[s][r] = tmp[s][r];
+      }
+  };
+  for (int i = 0; i < nk; i += 2) {
+    step(i, a[0], a[1]);
+    if (i + 1 < nk) step(i + 1, a[1], a[0]);
   }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int s = 0; s < 4; s++)
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      fence_operand(a[0][s][r]);
+      fence_operand(a[1][s][r]);
+    }
+#pragma unroll
+  for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
   cp_async_wait<0>();
 
   // acc[4j + e]: weight row 16*warp + g + 8(e >> 1), token 8j + 2t + (e & 1).
+  const int n_lo = n0 + warp * kW4TileN + g;
+#pragma unroll
+  for (int j = 0; j < BT / 8; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int m = m0 + 8 * j + 2 * t + (e & 1), n = n_lo + 8 * (e >> 1);
+      if (m < M && n < N) {
+        if (partial)
+          partial[(size_t(blockIdx.y) * M + m) * N + n] = acc[4 * j + e];
+        else
+          y[size_t(m) * N + n] = f32_to_bf16_bits(acc[4 * j + e]);
+      }
+    }
+}
+
+// The same kernel fed by TMA: one thread loads a stage (the x box through a SWIZZLE_128B tensor map, the 8 row
+// blocks' tiles and scales as bulk copies) and arms the stage's mbarrier with the byte count; the other threads
+// only wait on it. Cuts the per-k-tile instruction stream of every warp to the dequant and the wgmma issue.
+template <int BT>
+__global__ void __launch_bounds__(256, 1)
+    w4a16_wgmma_tma_kernel(const __grid_constant__ CUtensorMap xmap,  // x bf16 [M, K], box {64, BT}, SWIZZLE_128B
+                           int M, int K,
+                           const uint8_t* __restrict__ wq,  // [N/16, K/64] 512-byte tiles
+                           const uint8_t* __restrict__ ws,  // [N/16, K/64] 64-byte scale tiles
+                           int N, uint16_t* __restrict__ y, float* __restrict__ partial, int kt_per_split,
+                           int tiles_m, int tiles_n) {
+  using C = WgCfg<BT>;
+  constexpr int S = C::kStages, D = S - 2;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  __shared__ __align__(8) uint64_t full[S];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  int tm, tn;
+  raster(tiles_m, tiles_n, &tm, &tn);
+  const int m0 = tm * BT, n0 = tn * C::kRows, nb0 = n0 / kW4TileN;
+  const int k_tiles = K / kW4TileK, n_blocks = N / kW4TileN;
+  const int kt_begin = blockIdx.y * kt_per_split;
+  const int nk = max(0, min(k_tiles, kt_begin + kt_per_split) - kt_begin);
+  const int n_valid = min(C::kBlocks, n_blocks - nb0);
+  auto stage = [&](int i) { return smem + (i % S) * C::kStageBytes; };
+  auto bar = [&](int i) { return smem_addr(&full[i % S]); };
+  if (tid == 0) {
+    for (int s = 0; s < S; s++) mbar_init(smem_addr(&full[s]), 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
+  auto produce = [&](int i) {  // thread 0 only
+    const uint32_t st = smem_addr(stage(i)), b = bar(i);
+    const int kt = kt_begin + i;
+    mbar_expect_tx(b, uint32_t(BT * 128 + n_valid * (512 + 64)));
+    tma_load_2d(st, &xmap, kt * kW4TileK, m0, b);
+    for (int r = 0; r < n_valid; r++) {
+      const size_t tile = w4_tile_index(nb0 + r, kt, k_tiles);
+      bulk_load(st + BT * 128 + r * 512, wq + tile * 512, 512, b);
+      bulk_load(st + BT * 128 + C::kBlocks * 512 + r * 64, ws + tile * 64, 64, b);
+    }
+  };
+
+  float acc[BT / 2];
+#pragma unroll
+  for (int i = 0; i < BT / 2; i++) acc[i] = 0.f;
+
+  if (tid == 0)
+    for (int s = 0; s < D && s < nk; s++) produce(s);
+  uint32_t a[2][4][4];
+  if (nk > 0) {
+    mbar_wait(bar(0), 0);
+    load_a(stage(0) + BT * 128, stage(0) + BT * 128 + C::kBlocks * 512, warp, lane, a[0]);
+  }
+  auto step = [&](int i, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
+    const uint32_t xs = smem_addr(stage(i));
+    wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) wgmma_rs<BT>(acc, cur[s], wgmma_desc_sw128(xs + 32 * s));
+    wgmma_commit();
+    __syncthreads();  // every warpgroup is past its wait for group i-2: the slot of stage i-2 is free
+    if (tid == 0 && i + D < nk) produce(i + D);
+    uint32_t tmp[4][4];
+    if (i + 1 < nk) {
+      mbar_wait(bar(i + 1), uint32_t(((i + 1) / S) & 1));
+      load_a(stage(i + 1) + BT * 128, stage(i + 1) + BT * 128 + C::kBlocks * 512, warp, lane, tmp);
+    }
+    wgmma_wait<1>();  // group i-1 done: its A registers (nxt) may be rewritten
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) {
+        fence_operand(nxt[s][r]);
+        if (i + 1 < nk) nxt[s][r] = tmp[s][r];
+      }
+  };
+  for (int i = 0; i < nk; i += 2) {
+    step(i, a[0], a[1]);
+    if (i + 1 < nk) step(i + 1, a[1], a[0]);
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int s = 0; s < 4; s++)
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      fence_operand(a[0][s][r]);
+      fence_operand(a[1][s][r]);
+    }
+#pragma unroll
+  for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
+
   const int n_lo = n0 + warp * kW4TileN + g;
 #pragma unroll
   for (int j = 0; j < BT / 8; j++)
@@ -188,6 +351,7 @@ __global__ void __launch_bounds__(256, 1)
   const int k_tiles = K / kW4TileK, n_blocks = N / kW4TileN;
   const int kt_begin = blockIdx.y * kt_per_split;
   const int nk = max(0, min(k_tiles, kt_begin + kt_per_split) - kt_begin);
+  const StageLoader<C::BM, C::kThreads> loader(x, M, K, m0, wq, ws, nb0, n_blocks, k_tiles);
 
   float acc[8][2][4];  // [token tile j][row block i][C fragment element]
 #pragma unroll
@@ -199,18 +363,14 @@ __global__ void __launch_bounds__(256, 1)
 
 #pragma unroll
   for (int s = 0; s < C::kStages - 1; s++) {
-    if (s < nk)
-      load_stage<C::BM, C::kBlocks, C::kThreads>(smem + s * C::kStageBytes, x, M, K, m0, wq, ws, nb0, n_blocks,
-                                                 k_tiles, kt_begin + s);
+    if (s < nk) loader.load(smem + s * C::kStageBytes, kt_begin + s);
     cp_async_commit();
   }
   for (int it = 0; it < nk; it++) {
     cp_async_wait<C::kStages - 2>();
     __syncthreads();
     const int nxt = it + C::kStages - 1;
-    if (nxt < nk)
-      load_stage<C::BM, C::kBlocks, C::kThreads>(smem + (nxt % C::kStages) * C::kStageBytes, x, M, K, m0, wq, ws, nb0,
-                                                 n_blocks, k_tiles, kt_begin + nxt);
+    if (nxt < nk) loader.load(smem + (nxt % C::kStages) * C::kStageBytes, kt_begin + nxt);
     cp_async_commit();
 
     const uint8_t* st = smem + (it % C::kStages) * C::kStageBytes;
@@ -356,9 +516,47 @@ SplitPlan plan_for(W4A16Path path, int M, int N, int K, const W4A16Options& opt,
   return plan_split(M, N, K, TiledCfg::BM, TiledCfg::BN, opt.split_k, ws_avail);
 }
 
+// cuTensorMapEncodeTiled through the runtime (no -lcuda); nullptr when the driver does not offer it.
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      p = nullptr;
+    (void)cudaGetLastError();
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+  }();
+  return fn;
+}
+
+// x bf16 [M, K] as a 2-D tensor map with a {64, BT} box and the 128-byte swizzle wgmma reads.
+bool make_x_map(CUtensorMap* map, const uint16_t* x, int M, int K, int BT) {
+  auto encode = tensor_map_encoder();
+  if (!encode) return false;
+  const cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(M)};
+  const cuuint64_t strides[1] = {cuuint64_t(K) * 2};
+  const cuuint32_t box[2] = {64, cuuint32_t(BT)};
+  const cuuint32_t elem[2] = {1, 1};
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<uint16_t*>(x), dims, strides, box, elem,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 template <int BT>
 void launch_wgmma(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
-                  const SplitPlan& p, cudaStream_t s) {
+                  const SplitPlan& p, cudaStream_t s, bool allow_tma) {
+  CUtensorMap map;
+  if (allow_tma && make_x_map(&map, x, M, K, BT)) {
+    static std::atomic<uint64_t> done_tma{0};
+    ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_tma_kernel<BT>), WgCfg<BT>::kSmemBytes, done_tma);
+    const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
+    w4a16_wgmma_tma_kernel<BT><<<grid, WgCfg<BT>::kThreads, WgCfg<BT>::kSmemBytes, s>>>(
+        map, M, K, reinterpret_cast<const uint8_t*>(w.packed), reinterpret_cast<const uint8_t*>(w.scales), w.n_out, y,
+        partial, p.kt_per_split, p.tiles_m, p.tiles_n);
+    STRATA_CUDA_CHECK_LAUNCH();
+    return;
+  }
   static std::atomic<uint64_t> done{0};
   ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT>), WgCfg<BT>::kSmemBytes, done);
   const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
@@ -380,23 +578,33 @@ void launch_tiled(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_
 }
 
 template <int MT, int R, int U = skinny_unroll(MT, R)>
-void launch_skinny_dense(const SkinnyArgs& a, int n_blocks, int warps, cudaStream_t s) {
+void launch_skinny_dense(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
   static std::atomic<uint64_t> done{0};
-  const size_t smem = skinny_smem_bytes(MT, R, warps);
-  ensure_smem(reinterpret_cast<const void*>(w4a16_skinny_kernel<MT, R, U, kOutBf16>), int(skinny_smem_bytes(MT, R, 16)),
-              done);
-  w4a16_skinny_kernel<MT, R, U, kOutBf16><<<dim3(unsigned(n_blocks / R)), warps * 32, smem, s>>>(a);
-  STRATA_CUDA_CHECK_LAUNCH();
+  auto kernel = w4a16_skinny_kernel<MT, R, U, kOutBf16>;
+  ensure_smem(reinterpret_cast<const void*>(kernel), int(skinny_smem_bytes(MT, R, 16)), done);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(n_blocks / R), 1, unsigned(c.split));
+  cfg.blockDim = dim3(unsigned(c.warps * 32));
+  cfg.dynamicSmemBytes = skinny_smem_bytes(MT, R, c.warps);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = unsigned(c.split);
+  cfg.attrs = attr;
+  cfg.numAttrs = c.split > 1 ? 1 : 0;
+  STRATA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
 }
 
 template <int MT>
 void launch_skinny_mt(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
   if (c.rows == 4)
-    launch_skinny_dense<MT, 4>(a, n_blocks, c.warps, s);
+    launch_skinny_dense<MT, 4>(a, n_blocks, c, s);
   else if (c.rows == 2)
-    launch_skinny_dense<MT, 2>(a, n_blocks, c.warps, s);
+    launch_skinny_dense<MT, 2>(a, n_blocks, c, s);
   else
-    launch_skinny_dense<MT, 1>(a, n_blocks, c.warps, s);
+    launch_skinny_dense<MT, 1>(a, n_blocks, c, s);
 }
 
 }  // namespace
@@ -414,21 +622,32 @@ int device_sm_count() {
 SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
   const int n_blocks = N / kW4TileN, k_tiles = K / kW4TileK, sms = device_sm_count();
   SkinnyConfig c;
-  // Rows per warp: x fragments are reused across them (x traffic from L2 shrinks by R), but the grid must keep
-  // >= 2 CTAs per SM for the tail. R = 4 runs 2 k tiles in flight per warp, R <= 2 runs 4 (<= 8 tiles of registers).
+  // Rows per warp R (x fragments are reused across them: x traffic from L2 shrinks by R), warps per CTA W (they
+  // split K) and CTAs per cluster C (they split K further). Rules read off the H100 sweep (bench results):
+  //   M <= 8:  R2 while that leaves >= 1.5 CTAs per SM (28672x8192, 7168x2048), else R4 while >= 0.8 (8192x28672),
+  //            else R1 (2048x7168);
+  //   M > 8:   R4 while >= 0.8 CTAs per SM, else R2 with C = SMs / CTAs clusters (2048x7168: R2 W16 C2);
+  //   W = 8 (two CTAs resident per SM) when the grid has >= 1.5 CTAs per SM, else 16.
+  auto fits = [&](int r, int num, int den) { return n_blocks % r == 0 && (n_blocks / r) * den >= sms * num; };
   c.rows = 1;
-  for (int r : {4, 2})
-    if (n_blocks % r == 0 && n_blocks / r >= 2 * sms) {
-      c.rows = r;
-      break;
-    }
+  c.split = 1;
+  if (M <= 8) {
+    c.rows = fits(2, 3, 2) ? 2 : fits(4, 4, 5) ? 4 : 1;
+  } else if (fits(4, 4, 5)) {
+    c.rows = 4;
+  } else if (n_blocks % 2 == 0) {
+    c.rows = 2;
+    c.split = std::max(1, std::min(4, sms / std::max(1, n_blocks / 2)));
+  }
   if (opt.skinny_rows == 1 || ((opt.skinny_rows == 2 || opt.skinny_rows == 4) && n_blocks % opt.skinny_rows == 0))
     c.rows = opt.skinny_rows;
   c.unroll = skinny_unroll(M <= 8 ? 1 : 2, c.rows);
-  // Warps split K: enough for every warp to have work in one trip where possible, at most 16.
-  c.warps = 16;
+  const int ctas = n_blocks / c.rows;
+  c.warps = 2 * ctas >= 3 * sms ? 8 : 16;
   while (c.warps > 4 && k_tiles < c.warps) c.warps /= 2;
   if (opt.skinny_warps == 4 || opt.skinny_warps == 8 || opt.skinny_warps == 16) c.warps = opt.skinny_warps;
+  if (opt.skinny_split == 1 || opt.skinny_split == 2 || opt.skinny_split == 4) c.split = opt.skinny_split;
+  c.split = std::max(1, std::min(c.split, k_tiles / c.warps));
   return c;
 }
 
@@ -495,12 +714,13 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
         launch_tiled(x, M, K, w, y, partial, p, s);
       } else {
         const int bt = wgmma_tokens(M, opt);
+        const bool tma = opt.wgmma_tma;
         if (bt == 256)
-          launch_wgmma<256>(x, M, K, w, y, partial, p, s);
+          launch_wgmma<256>(x, M, K, w, y, partial, p, s, tma);
         else if (bt == 128)
-          launch_wgmma<128>(x, M, K, w, y, partial, p, s);
+          launch_wgmma<128>(x, M, K, w, y, partial, p, s, tma);
         else
-          launch_wgmma<64>(x, M, K, w, y, partial, p, s);
+          launch_wgmma<64>(x, M, K, w, y, partial, p, s, tma);
       }
       if (partial) {
         const size_t n4 = size_t(M) * size_t(N) / 4;

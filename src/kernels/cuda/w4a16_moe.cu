@@ -422,18 +422,30 @@ void w4a16_moe_upload_expert(W4A16MoeLayer& L, int e, const LinearWeight& gate, 
 
 size_t w4a16_moe_workspace_bytes(const W4A16MoeLayer& L, int top_k, int T) { return carve(nullptr, L, top_k, T).bytes; }
 
+void check_routing(const MoeRouting& r, const char* who) {
+  const int E = r.n_experts, k = r.top_k;
+  if (E <= 0 || E > kMaxExperts) throw Error(std::string(who) + ": n_experts must be in 1..1024");
+  if (k <= 0 || k > kMaxTopK || k > E) throw Error(std::string(who) + ": top_k must be in 1..min(32, E)");
+  if (r.n_group > 1 && (E % r.n_group != 0 || r.n_group > 64 || r.topk_group < 1 || r.topk_group > r.n_group ||
+                        E / r.n_group < 2))
+    throw Error(std::string(who) + ": bad expert groups");
+}
+
+void w4a16_moe_route(const float* logits, int T, const MoeRouting& r, int* ids, float* weights, void* stream) {
+  check_routing(r, "w4a16_moe_route");
+  if (T <= 0) return;
+  moe_route_kernel<<<T, kRouteThreads, 0, static_cast<cudaStream_t>(stream)>>>(logits, r, ids, weights);
+  STRATA_CUDA_CHECK_LAUNCH();
+}
+
 void w4a16_moe_forward(const W4A16MoeLayer& L, const MoeRouting& r, const uint16_t* x, int T, const float* logits,
                        float* y, bool accumulate, void* workspace, size_t workspace_bytes, void* stream,
                        const MoeTrace* trace, const MoeOptions& opt) {
-  const int E = L.n_experts, k = r.top_k, D = L.d_model, F = L.d_ffn;
+  const int E = L.n_experts, k = r.top_k, D = L.d_model;
   if (r.n_experts != E) throw Error("w4a16_moe_forward: routing has " + std::to_string(r.n_experts) +
                                     " experts, the layer " + std::to_string(E));
-  if (k <= 0 || k > kMaxTopK || k > E) throw Error("w4a16_moe_forward: top_k must be in 1..min(32, E)");
-  if (r.n_group > 1 && (E % r.n_group != 0 || r.n_group > 64 || r.topk_group < 1 || r.topk_group > r.n_group ||
-                        E / r.n_group < 2))
-    throw Error("w4a16_moe_forward: bad expert groups");
+  check_routing(r, "w4a16_moe_forward");
   if (T <= 0) return;
-  if (reinterpret_cast<uintptr_t>(x) % 16 != 0) throw Error("w4a16_moe_forward: x must be 16-byte aligned");
   const MoeWs w = carve(workspace, L, k, T);
   if (!workspace || workspace_bytes < w.bytes) throw Error("w4a16_moe_forward: workspace too small");
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
@@ -450,10 +462,33 @@ void w4a16_moe_forward(const W4A16MoeLayer& L, const MoeRouting& r, const uint16
     if (st != CUBLAS_STATUS_SUCCESS) throw Error("w4a16_moe: router cublasGemmEx failed: " + std::to_string(int(st)));
     logits = w.logits;
   }
-  // 2. Routing, 3. permutation plan.
+  // 2. Routing; 3.-5. the experts.
   moe_route_kernel<<<T, kRouteThreads, 0, s>>>(logits, r, w.ids, w.weights);
   STRATA_CUDA_CHECK_LAUNCH();
-  moe_plan_kernel<<<1, 1024, 0, s>>>(w.ids, T, k, E, L.has_shared ? 1 : 0, w.rank, w.n_active, w.active, w.offset,
+  w4a16_moe_experts(L, x, T, w.ids, w.weights, k, y, accumulate, workspace, workspace_bytes, stream, opt);
+  if (trace) {
+    if (trace->logits)
+      STRATA_CUDA_CHECK(cudaMemcpyAsync(trace->logits, logits, size_t(T) * E * 4, cudaMemcpyDeviceToDevice, s));
+    if (trace->ids) STRATA_CUDA_CHECK(cudaMemcpyAsync(trace->ids, w.ids, size_t(T) * k * 4, cudaMemcpyDeviceToDevice, s));
+    if (trace->weights)
+      STRATA_CUDA_CHECK(cudaMemcpyAsync(trace->weights, w.weights, size_t(T) * k * 4, cudaMemcpyDeviceToDevice, s));
+    if (trace->n_active) STRATA_CUDA_CHECK(cudaMemcpyAsync(trace->n_active, w.n_active, 4, cudaMemcpyDeviceToDevice, s));
+    if (trace->active)
+      STRATA_CUDA_CHECK(cudaMemcpyAsync(trace->active, w.active, size_t(E + 1) * 4, cudaMemcpyDeviceToDevice, s));
+  }
+}
+
+void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const int* ids, const float* weights, int k,
+                       float* y, bool accumulate, void* workspace, size_t workspace_bytes, void* stream,
+                       const MoeOptions& opt) {
+  const int E = L.n_experts, D = L.d_model, F = L.d_ffn;
+  if (k <= 0 || k > kMaxTopK || k > E) throw Error("w4a16_moe_experts: top_k must be in 1..min(32, E)");
+  if (T <= 0) return;
+  if (reinterpret_cast<uintptr_t>(x) % 16 != 0) throw Error("w4a16_moe_experts: x must be 16-byte aligned");
+  const MoeWs w = carve(workspace, L, k, T);
+  if (!workspace || workspace_bytes < w.bytes) throw Error("w4a16_moe_experts: workspace too small");
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  moe_plan_kernel<<<1, 1024, 0, s>>>(ids, T, k, E, L.has_shared ? 1 : 0, w.rank, w.n_active, w.active, w.offset,
                                      w.count, w.slot_of, w.row_token);
   STRATA_CUDA_CHECK_LAUNCH();
 
@@ -471,8 +506,9 @@ void w4a16_moe_forward(const W4A16MoeLayer& L, const MoeRouting& r, const uint16
   a.y = w.h;
   a.ldy = F;
   const int gu_blocks = 2 * F / kW4TileN;
-  int gu_rows = (opt.gu_rows == 4 && gu_blocks % 4 == 0) ? 4 : 2;
-  int gu_warps = opt.gu_warps == 4 || opt.gu_warps == 8 || opt.gu_warps == 16 ? opt.gu_warps : 16;
+  // Defaults from the H100 sweep on the Kimi-K2 layer (bench results): gate/up 4 row blocks x 8 warps, down 4 x 4.
+  const int gu_rows = (opt.gu_rows == 2 || gu_blocks % 4 != 0) ? 2 : 4;
+  const int gu_warps = opt.gu_warps == 4 || opt.gu_warps == 8 || opt.gu_warps == 16 ? opt.gu_warps : 8;
   if (T <= 8)
     launch_gate_up<1>(a, gu_blocks, slots, gu_rows, gu_warps, s);
   else
@@ -488,9 +524,9 @@ void w4a16_moe_forward(const W4A16MoeLayer& L, const MoeRouting& r, const uint16
   b.y = w.o;
   b.ldy = D;
   const int dn_blocks = D / kW4TileN;
-  int dn_rows = opt.dn_rows == 1 || opt.dn_rows == 2 || opt.dn_rows == 4 ? opt.dn_rows : 2;
+  int dn_rows = opt.dn_rows == 1 || opt.dn_rows == 2 || opt.dn_rows == 4 ? opt.dn_rows : 4;
   if (dn_blocks % dn_rows != 0) dn_rows = 1;
-  int dn_warps = opt.dn_warps == 4 || opt.dn_warps == 8 || opt.dn_warps == 16 ? opt.dn_warps : 8;
+  const int dn_warps = opt.dn_warps == 4 || opt.dn_warps == 8 || opt.dn_warps == 16 ? opt.dn_warps : 4;
   if (T <= 8)
     launch_down<1>(b, dn_blocks, slots, dn_rows, dn_warps, s);
   else
@@ -498,20 +534,9 @@ void w4a16_moe_forward(const W4A16MoeLayer& L, const MoeRouting& r, const uint16
 
   // 5. Weighted combine (+ shared expert).
   const dim3 grid(unsigned((D / 4 + 255) / 256), unsigned(T));
-  moe_combine_kernel<<<grid, 256, 0, s>>>(w.o, D, k, w.slot_of, w.weights, L.has_shared ? w.offset + E : nullptr, y,
+  moe_combine_kernel<<<grid, 256, 0, s>>>(w.o, D, k, w.slot_of, weights, L.has_shared ? w.offset + E : nullptr, y,
                                           accumulate ? 1 : 0);
   STRATA_CUDA_CHECK_LAUNCH();
-
-  if (trace) {
-    if (trace->logits)
-      STRATA_CUDA_CHECK(cudaMemcpyAsync(trace->logits, logits, size_t(T) * E * 4, cudaMemcpyDeviceToDevice, s));
-    if (trace->ids) STRATA_CUDA_CHECK(cudaMemcpyAsync(trace->ids, w.ids, size_t(T) * k * 4, cudaMemcpyDeviceToDevice, s));
-    if (trace->weights)
-      STRATA_CUDA_CHECK(cudaMemcpyAsync(trace->weights, w.weights, size_t(T) * k * 4, cudaMemcpyDeviceToDevice, s));
-    if (trace->n_active) STRATA_CUDA_CHECK(cudaMemcpyAsync(trace->n_active, w.n_active, 4, cudaMemcpyDeviceToDevice, s));
-    if (trace->active)
-      STRATA_CUDA_CHECK(cudaMemcpyAsync(trace->active, w.active, size_t(E + 1) * 4, cudaMemcpyDeviceToDevice, s));
-  }
 }
 
 }  // namespace strata::cuda

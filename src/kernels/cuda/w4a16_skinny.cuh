@@ -2,11 +2,14 @@
 // w4a16_gemm.cu (dense) and w4a16_moe.cu (grouped over the active experts, gather of x rows, fused SiLU*up).
 // Not a public header: CUDA only, included by the .cu files of this folder.
 //
-// Grid: x = row groups of R row blocks (16R weight rows), y = expert slot (grouped) or 1. Block: W warps that
-// split K (warp w takes k tiles w, w + W, ...), each streaming its R row blocks' 512-byte tiles DRAM -> registers
-// with U k tiles in flight, then one fixed-order reduction of the W partial sums in shared memory.
+// Grid: x = row groups of R row blocks (16R weight rows), y = expert slot (grouped) or 1, z = K split (dense:
+// the z CTAs of a row group form one thread-block cluster). Block: W warps that split K (warp w of split z takes
+// k tiles zW + w, zW + w + zW, ...), each streaming its R row blocks' 512-byte tiles DRAM -> registers with U k
+// tiles in flight, then one fixed-order reduction of the W partial sums in shared memory, and across the
+// cluster's CTAs through distributed shared memory (rank 0 writes the output).
 // Tokens run in chunks of 8*MT (mma n = 8 per chunk tile); a chunk re-streams the weights (grouped only).
 #pragma once
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -46,10 +49,12 @@ struct SkinnyArgs {
 
 template <int MT, int R, int U, int OUT>
 __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
-  extern __shared__ float red[];  // [W][R * MT * 4][32]
+  extern __shared__ float red[];  // [W][R * MT * 4][32], then res [R * MT * 4][32]
   using namespace dev;
   constexpr int kVals = R * MT * 4;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  const int n_split = gridDim.z, kw = blockIdx.z * n_warps + warp, kw_total = n_split * n_warps;
+  float* res = red + size_t(n_warps) * kVals * 32;
   const int g = lane >> 2, t = lane & 3;
   const uint4* wq = a.wq;
   const uint2* ws = a.ws;
@@ -85,13 +90,13 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
 #pragma unroll
         for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
 
-    for (int kt0 = warp; kt0 < k_tiles; kt0 += n_warps * U) {
+    for (int kt0 = kw; kt0 < k_tiles; kt0 += kw_total * U) {
       uint4 wv[U][R];
       uint2 sv[U][R];
       uint32_t xb[U][MT][8];
 #pragma unroll
       for (int u = 0; u < U; u++) {
-        const int kt = kt0 + u * n_warps;
+        const int kt = kt0 + u * kw_total;
         const bool live = kt < k_tiles;  // warp-uniform
 #pragma unroll
         for (int i = 0; i < R; i++) {
@@ -107,7 +112,7 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
       }
 #pragma unroll
       for (int u = 0; u < U; u++) {
-        if (kt0 + u * n_warps >= k_tiles) break;  // warp-uniform: mma needs the whole warp
+        if (kt0 + u * kw_total >= k_tiles) break;  // warp-uniform: mma needs the whole warp
 #pragma unroll
         for (int st = 0; st < 4; st++) {
 #pragma unroll
@@ -132,16 +137,31 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
 #pragma unroll
         for (int c = 0; c < 4; c++) red[(size_t(warp) * kVals + (i * MT + j) * 4 + c) * 32 + lane] = acc[i][j][c];
     __syncthreads();
+    for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
+      float v = 0.f;
+      for (int w = 0; w < n_warps; w++) v += red[size_t(w) * kVals * 32 + e];
+      res[e] = v;
+    }
+    if (n_split > 1) {  // sum the cluster's CTAs into rank 0 (ranks in split order: deterministic)
+      namespace cg = cooperative_groups;
+      cg::cluster_group cluster = cg::this_cluster();
+      cluster.sync();
+      if (cluster.block_rank() == 0)
+        for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
+          float v = res[e];
+          for (int r = 1; r < n_split; r++) v += cluster.map_shared_rank(res, r)[e];
+          res[e] = v;
+        }
+      cluster.sync();  // the other ranks' shared memory stays alive until rank 0 has read it
+      if (cluster.block_rank() != 0) return;
+    } else {
+      __syncthreads();
+    }
     if constexpr (OUT == kOutSiluMul) {
       constexpr int kHalf = kVals / 2;  // gate values (even row blocks) of the CTA
       for (int e = threadIdx.x; e < kHalf * 32; e += blockDim.x) {
         const int v = e >> 5, l = e & 31, ip = v / (MT * 4), rem = v % (MT * 4), j = rem >> 2, c = rem & 3;
-        const int vg = (2 * ip) * MT * 4 + rem, vu = (2 * ip + 1) * MT * 4 + rem;
-        float sg = 0.f, su = 0.f;
-        for (int w = 0; w < n_warps; w++) {
-          sg += red[(size_t(w) * kVals + vg) * 32 + l];
-          su += red[(size_t(w) * kVals + vu) * 32 + l];
-        }
+        const float sg = res[((2 * ip) * MT * 4 + rem) * 32 + l], su = res[((2 * ip + 1) * MT * 4 + rem) * 32 + l];
         const int m = c0 + 8 * j + 2 * (l & 3) + (c & 1);
         const int f = ((nb0 + 2 * ip) >> 1) * 16 + (l >> 2) + 8 * (c >> 1);
         if (m < n_tok)
@@ -150,8 +170,7 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
     } else {
       for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
         const int v = e >> 5, l = e & 31, i = v / (MT * 4), j = (v >> 2) % MT, c = v & 3;
-        float s = 0.f;
-        for (int w = 0; w < n_warps; w++) s += red[(size_t(w) * kVals + v) * 32 + l];
+        const float s = res[e];
         const int m = c0 + 8 * j + 2 * (l & 3) + (c & 1);
         const int n = (nb0 + i) * 16 + (l >> 2) + 8 * (c >> 1);
         if (m < n_tok) {
@@ -170,6 +189,6 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
 constexpr int skinny_unroll(int mt, int rows) { return rows * mt >= 4 ? 2 : 4; }
 
 // Dynamic shared memory of one launch.
-constexpr size_t skinny_smem_bytes(int mt, int rows, int warps) { return size_t(warps) * rows * mt * 4 * 32 * 4; }
+constexpr size_t skinny_smem_bytes(int mt, int rows, int warps) { return size_t(warps + 1) * rows * mt * 4 * 32 * 4; }
 
 }  // namespace strata::cuda
