@@ -145,6 +145,11 @@ if command -v cuobjdump >/dev/null 2>&1; then
       /^ +\/\*[0-9a-f]+\*\/ / { op = $2; sub(/^@!?U?P[0-9T]+$/, "", op); if (op == "") op = $3; split(op, a, "."); c[a[1]]++ }
       END { if (name) { print name; for (k in c) printf "  %6d %s\n", c[k], k } }'
   } >"$OUT/sass_summary.txt" 2>&1
+  # Full SASS of chosen kernels (STRATA_SASS="regex"), for reading the hot loops off the device.
+  if [ -n "${STRATA_SASS:-}" ]; then
+    cuobjdump --dump-sass "$BIN/cuda_op_check" 2>/dev/null |
+      awk -v re="${STRATA_SASS}" '/Function :/ { keep = ($0 ~ re) } keep' >"$OUT/sass_kernels.txt"
+  fi
 fi
 
 if [ "${STRATA_SANITIZE:-0}" != 0 ] && command -v compute-sanitizer >/dev/null 2>&1; then

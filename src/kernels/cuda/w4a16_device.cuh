@@ -46,7 +46,8 @@ __device__ __forceinline__ void scale_pairs(uint2 quad, int G, uint32_t* lo2, ui
 __device__ __forceinline__ void dequant_scaled(uint32_t q, uint32_t lo2, uint32_t hi2, uint32_t a[4]) {
 #pragma unroll
   for (int r = 0; r < 4; r++) {
-    const uint32_t v = w4_magic_pair(q, r);
+    uint32_t v;  // w4_magic_pair(q, r) as one lop3: ((q >> 4r) & 0x000f000f) | 0x43004300
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(v) : "r"(q >> (4 * r)), "r"(0x000F000Fu), "r"(0x43004300u));
     uint32_t d;
     asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(v), "r"(0x3F803F80u), "r"(0xC308C308u));
     asm("mul.rn.bf16x2 %0, %1, %2;" : "=r"(a[r]) : "r"(d), "r"((r & 1) ? hi2 : lo2));
@@ -79,6 +80,17 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ uint4 lds128(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ uint2 lds64(uint32_t addr) {
+  uint2 v;
+  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+  return v;
 }
 
 // Four 8x8 bf16 matrices from shared memory; lane i gives the row address of matrix i/8, row i%8.

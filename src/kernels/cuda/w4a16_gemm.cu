@@ -45,46 +45,51 @@ struct StageLoader {
   static constexpr int kXPer = BT * 8 / kThreads;  // x chunks per thread
   static_assert(kBlocks * 32 == kThreads && kXPer >= 1, "loader assumes 256 threads and 8 row blocks");
   const uint16_t* xsrc;  // chunk j = 0 of this thread at k = 0 (row m0 + tid/8, k offset 8 * (tid % 8))
+  const uint16_t* xany;  // a valid address for zero-filled copies
   size_t xstride;        // elements between the thread's chunks: 32 rows
+  int xn;                // chunks of this thread whose row is < M (a prefix of j)
   uint32_t xdst;         // its byte offset in the stage (chunk j adds 32 rows x 128 B)
-  uint32_t xvalid;       // bit j: row of chunk j < M
-  const uint4* wsrc;     // lane record of row block tid/32 at k tile 0
+  const uint4* wsrc;     // lane record of row block tid/32 at k tile 0 (clamped when out of range)
   const uint4* ssrc;     // scale chunk tid%4 of row block tid/4 at k tile 0 (threads < 32)
   bool wok, sok;
-  const void* dummy;     // a valid address for zero-filled copies
 
   __device__ __forceinline__ StageLoader(const uint16_t* x, int M, int K, int m0, const uint4* wq, const uint4* ws,
                                          int nb0, int n_blocks, int k_tiles) {
     const int tid = threadIdx.x, r0 = tid >> 3, ch = tid & 7;
+    const int rows_left = M - m0 - r0;  // rows r0, r0 + 32, ... below M
+    xn = rows_left <= 0 ? 0 : min(kXPer, (rows_left + kThreads / 8 - 1) / (kThreads / 8));
     xsrc = x + size_t(m0 + r0) * K + ch * 8;
+    xany = x;
     xstride = size_t(kThreads / 8) * K;
     xdst = dev::sw128(r0, ch);
-    xvalid = 0;
-#pragma unroll
-    for (int j = 0; j < kXPer; j++)
-      if (m0 + r0 + j * (kThreads / 8) < M) xvalid |= 1u << j;
     const int nbw = nb0 + (tid >> 5);
     wok = nbw < n_blocks;
     wsrc = wq + (size_t(wok ? nbw : 0) * k_tiles) * 32 + (tid & 31);
     const int nbs = nb0 + (tid >> 2);
     sok = tid < kBlocks * 4 && nbs < n_blocks;
     ssrc = ws + (size_t(sok ? nbs : 0) * k_tiles) * 4 + (tid & 3);
-    dummy = wq;
   }
 
   __device__ __forceinline__ void load(uint8_t* st, int kt) const {
     const uint32_t base = dev::smem_addr(st);
+    const uint16_t* p = xsrc + size_t(kt) * kW4TileK;
+    if (xn == kXPer) {  // every row of this thread's chunks exists (all but the last token tile): no selects
 #pragma unroll
-    for (int j = 0; j < kXPer; j++) {
-      const bool ok = (xvalid >> j) & 1u;
-      dev::cp_async16_s(base + xdst + j * (kThreads / 8) * 128,
-                        ok ? static_cast<const void*>(xsrc + j * xstride + size_t(kt) * kW4TileK) : dummy, ok);
+      for (int j = 0; j < kXPer; j++) {
+        dev::cp_async16_s(base + xdst + j * (kThreads / 8) * 128, p, true);
+        p += xstride;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kXPer; j++) {
+        const bool ok = j < xn;
+        dev::cp_async16_s(base + xdst + j * (kThreads / 8) * 128, ok ? p : xany, ok);
+        p += xstride;
+      }
     }
-    dev::cp_async16_s(base + BT * 128 + threadIdx.x * 16, wok ? static_cast<const void*>(wsrc + size_t(kt) * 32) : dummy,
-                      wok);
+    dev::cp_async16_s(base + BT * 128 + threadIdx.x * 16, wsrc + size_t(kt) * 32, wok);
     if (threadIdx.x < kBlocks * 4)
-      dev::cp_async16_s(base + BT * 128 + kBlocks * 512 + threadIdx.x * 16,
-                        sok ? static_cast<const void*>(ssrc + size_t(kt) * 4) : dummy, sok);
+      dev::cp_async16_s(base + BT * 128 + kBlocks * 512 + threadIdx.x * 16, ssrc + size_t(kt) * 4, sok);
   }
 };
 
@@ -106,8 +111,8 @@ struct WgCfg {
 // Dequantized A fragments (weights) of one k tile for this warp's row block: [k16 step][register].
 __device__ __forceinline__ void load_a(const uint8_t* st_w, const uint8_t* st_s, int warp, int lane,
                                        uint32_t a[4][4]) {
-  const uint4 wv = *reinterpret_cast<const uint4*>(st_w + warp * 512 + lane * 16);
-  const uint2 sv = *reinterpret_cast<const uint2*>(st_s + warp * 64 + (lane >> 2) * 8);
+  const uint4 wv = lds128(smem_addr(st_w) + warp * 512 + lane * 16);
+  const uint2 sv = lds64(smem_addr(st_s) + warp * 64 + (lane >> 2) * 8);
 #pragma unroll
   for (int s = 0; s < 4; s++) {
     uint32_t lo2, hi2;
