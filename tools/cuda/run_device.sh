@@ -130,7 +130,7 @@ fi
 if [ "${STRATA_NCU:-0}" != 0 ] && command -v ncu >/dev/null 2>&1; then
   log "ncu on bench_w4a16_cuda --one ${NCU_ARGS:-8192 28672 4096 256}"
   # shellcheck disable=SC2086
-  ncu --kernel-name regex:wgmma --launch-skip 2 --launch-count 1 --section SpeedOfLight --section WarpStateStats ${NCU_EXTRA:-} \
+  ncu --kernel-name regex:${NCU_KERNEL:-wgmma} --launch-skip 2 --launch-count 1 --section SpeedOfLight --section WarpStateStats ${NCU_EXTRA:-} \
     --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy \
     "$BIN/bench_w4a16_cuda" --one ${NCU_ARGS:-8192 28672 4096 256} >"$OUT/ncu.txt" 2>&1 || log "ncu failed"
 fi
