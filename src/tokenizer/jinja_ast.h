@@ -140,6 +140,7 @@ struct PrintStmt : Stmt {
   // the parser does the same and keeps the text here.
   bool folded = false;
   std::string folded_text;
+  std::string folded_error;  // the folded value cannot be printed (e.g. a generator): raised at render
 };
 // Frames (a loop body, a macro, a block...) list `missing`: names jinja2's symbol analysis
 // declares local to the frame but unset at its start, so they read as Undefined until assigned

@@ -268,6 +268,7 @@ bool parse_py_int(const std::string& raw, int base, int64_t& out) {
 
 Value f_float(Interp&, const Value& v, CallArgs& a) {
   ArgBinder b("float", a, {"default"});
+  if (v.is_undefined()) undefined_error(v);  // jinja2's Undefined raises in __float__
   if (v.is_number()) return Value::number(v.f());
   double x;
   if (v.is_string() && parse_py_float(v.s(), x)) return Value::number(x);
@@ -278,6 +279,7 @@ Value f_int(Interp&, const Value& v, CallArgs& a) {
   ArgBinder b("int", a, {"default", "base"});
   Value dflt = b.get_or(0, Value::integer(0));
   const Value base = b.get_or(1, Value::integer(10));
+  if (v.is_undefined()) undefined_error(v);  // jinja2's Undefined raises in __int__
   if (v.is_integral()) return Value::integer(v.i());
   auto from_float = [&](double x) -> Value {
     if (std::isnan(x)) return dflt;

@@ -164,6 +164,10 @@ std::string format_percent(const std::string& fmt, const Value& args) {
   else
     pos = {args};
   const bool mapping_ok = args.is_dict();
+  // Python skips the "not all arguments converted" check when the argument supports
+  // __getitem__ (PyMapping_Check): dicts, lists, ranges, jinja2's Undefined.
+  const bool getitem_arg = mapping_ok || args.is_undefined() ||
+                           (args.is_list() && (args.l().kind == ListKind::List || args.l().kind == ListKind::Range));
   size_t argi = 0;
   std::string out;
   auto next_arg = [&]() -> Value {
@@ -257,7 +261,7 @@ std::string format_percent(const std::string& fmt, const Value& args) {
       fail(std::string("unsupported format character '") + type + "'");
     }
   }
-  if (!mapping_ok && argi < pos.size()) fail("not all arguments converted during string formatting");
+  if (!getitem_arg && argi < pos.size()) fail("not all arguments converted during string formatting");
   return out;
 }
 

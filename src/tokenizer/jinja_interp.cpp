@@ -226,6 +226,7 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const ScopePtr& scope, std::string
     case StmtKind::Text: emit(out, static_cast<const TextStmt&>(s).text); return Flow::Normal;
     case StmtKind::Print: {
       const auto& p = static_cast<const PrintStmt&>(s);
+      if (p.folded && !p.folded_error.empty()) throw JinjaError("unsupported", p.folded_error, s.line);
       emit(out, p.folded ? p.folded_text : to_str(eval(*p.expr, scope)));
       return Flow::Normal;
     }

@@ -1259,10 +1259,11 @@ class Folder {
         expr(p.expr);
         Value v;
         if (try_const(*p.expr, v)) {
+          p.folded = true;
           try {
             p.folded_text = to_str(v);
-            p.folded = true;
-          } catch (const strata::Error&) {
+          } catch (const strata::Error& e) {  // jinja2 would print it; we refuse, at render time
+            p.folded_error = e.what();
           }
         }
         return;

@@ -106,6 +106,7 @@ def strata(template_path, messages, tools=None, add_generation_prompt=False, ext
 # ---- comparison ----------------------------------------------------------------------------------------
 passed = 0
 failures = []
+outcomes = {"identical output": 0, "both raised": 0, "strata refused as unsupported": 0}
 
 
 def first_diff(a, b):
@@ -124,15 +125,18 @@ def compare(label, source, template_path, messages, tools=None, gen=False, speci
     got_ok, got = strata(template_path, messages, tools, gen, extra)
     if want_ok and got_ok and want == got:
         passed += 1
+        outcomes["identical output"] += 1
         return
     if allow_unsupported and want_ok and not got_ok and "unsupported" in got:
         passed += 1
+        outcomes["strata refused as unsupported"] += 1
         return
     if not want_ok and not got_ok:
         if "line" not in got:
             failures.append(f"{label}: strata's error does not name a line: {got}")
         else:
             passed += 1
+            outcomes["both raised"] += 1
         return
     msg = [f"{label}: messages={json.dumps(messages, ensure_ascii=False)[:400]}"
            f" tools={'yes' if tools else 'no'} generation_prompt={gen} vars={extra}"]
@@ -543,7 +547,7 @@ def main():
         global passed
         passed += 1
 
-    print(f"{passed} comparisons identical to jinja2 {jinja2.__version__}, {len(failures)} differ")
+    print(f"{passed} comparisons agree with jinja2 {jinja2.__version__} ({outcomes}), {len(failures)} differ")
     for f in failures[:40]:
         print(f)
     return 1 if failures else 0
