@@ -10,7 +10,7 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 # CUDA sources (src/kernels/cuda, the CUDA backend, tools/cuda, bench/cuda): compiled, not run, when nvcc is
 # present (CI has no GPU). A separate build dir, so the CPU build above is untouched; only the CUDA targets build.
 NVCC="$(command -v nvcc || true)"
-[ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+if [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ]; then NVCC=/usr/local/cuda/bin/nvcc; fi
 if [ -n "$NVCC" ]; then
   echo "test.sh: compiling the CUDA sources with $NVCC (not running them)"
   cmake -S . -B build-cuda-ci -DCMAKE_BUILD_TYPE=Release -DSTRATA_CUDA=ON -DSTRATA_BUILD_TESTS=OFF \

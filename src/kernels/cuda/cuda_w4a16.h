@@ -1,16 +1,19 @@
 // Public CUDA W4A16 linear: y[M, N] (bf16) = x[M, K] (bf16) . W^T with W an INT4 weight repacked once
-// (w4a16_repack.h); f32 accumulation, group-32 bf16 scales applied in f32. Hopper (sm_90a) build.
+// (w4a16_repack.h); f32 accumulation; each weight enters the tensor cores as bf16((code - 8) * scale), one
+// rounding (Marlin's bf16 path; the CPU reference keeps code * scale exact in f32). Hopper (sm_90a) build.
 // Not a general GEMM: no bias, no transposes, no fp16; and no CUDA types here (streams are void*).
 //
 // Paths:
 //   Skinny (M <= 16, decode): each warp streams R row blocks (16 rows each) of its K slice straight from DRAM
 //     into registers (16-byte loads, U k tiles in flight), dequantizes with the lop3/0x4300 trick and the group
 //     scale, and runs mma.m16n8k16 with the tokens as the 8/16-wide operand; the CTA's warps split K and reduce
-//     in shared memory (fixed order: deterministic). The same kernel runs the MoE's grouped expert GEMMs.
+//     in shared memory (fixed order: deterministic); small grids also split K over the CTAs of a cluster (DSMEM
+//     reduction). The same kernel runs the MoE's grouped expert GEMMs.
 //   Wgmma (M > 16, prefill): CTA = 2 warpgroups x 64 weight rows, BT tokens (64/128/256) as wgmma's N;
-//     activations cp.async'ed into a 4-stage SWIZZLE_128B pipeline (B from shared memory), weights dequantized
-//     into registers (A from registers), wgmma m64nBTk16 with f32 accumulation; split-K over CTAs (f32 partials
-//     in a workspace) when the tile grid would not fill the GPU.
+//     activations and packed weights cp.async'ed into a 5..8-stage pipeline (x tile SWIZZLE_128B = B from shared
+//     memory), weights dequantized into registers (A from registers, double-buffered: two wgmma groups in flight),
+//     m64nBTk16 with f32 accumulation; split-K over CTAs (f32 partials in a workspace) when the tile grid would not
+//     fill the GPU. A TMA-fed variant exists (W4A16Options::wgmma_tma), slower on the H100 as it stands.
 //   Tiled (any M): the sm_80-style mma.sync version of the same tiling (64x32 warp tiles, ldmatrix); kept as a
 //     cross-check of the wgmma path.
 //   Naive: one thread per output, reads the layout element by element (checks only; slow).
