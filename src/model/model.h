@@ -81,6 +81,11 @@ class Model {
   static std::unique_ptr<Model> load(const std::string& path);
 
   const ModelConfig& config() const { return cfg_; }
+  const ModelWeights& weights() const { return w_; }
+  // Replaces the backend the forward runs on (e.g. a decorator that records linear inputs for
+  // GPTQ calibration, or the CUDA backend).
+  void set_backend(std::unique_ptr<Backend> backend) { backend_ = std::move(backend); }
+  Backend& backend() { return *backend_; }
   KvCache new_cache(int capacity) const;
 
   // Runs ids [n] at positions cache.n_past.. through every layer, appends them to the cache and
