@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: build, then greedy-generate on a fixture model
-# (the Kimi-K2-layout INT4 checkpoint) until a real default model lands (issue 4).
+# The main job: build, fetch the default model (SmolLM2-135M-Instruct Q4_1 GGUF, sha256-checked)
+# and chat with it. In a terminal: interactive `strata chat`; otherwise one answer to $PROMPT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSTRATA_BUILD_TESTS=OFF >/dev/null
 cmake --build build -j"$(nproc)" --target strata
-MODEL="${1:-../shared/fixtures/models/kimi_k2_int4}"
-./build/strata generate --model "$MODEL" --input-ids 1,2,3,4,5 --max-tokens 16 --ignore-eos
+MODEL="$(bash scripts/fetch_model.sh)"
+if [ -t 0 ] && [ -t 1 ]; then
+  exec ./build/strata chat --model "$MODEL" "$@"
+fi
+PROMPT="${PROMPT:-What is the capital of France, and what is it famous for?}"
+echo "> $PROMPT"
+exec ./build/strata run --model "$MODEL" --prompt "$PROMPT" --stats "$@"

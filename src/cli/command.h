@@ -40,4 +40,8 @@ struct CommandRegistration {
 // "3,14,15" -> {3, 14, 15}; throws Error naming `what` on anything else.
 std::vector<int> parse_id_list(const std::string& s, const std::string& what);
 
+// --model, else $STRATA_MODEL, else the SmolLM2 GGUF that scripts/fetch_model.sh puts in the
+// model cache ($STRATA_MODEL_CACHE or ~/.cache/strata/models); throws Error saying how to get it.
+std::string model_path_or_default(const Args& a);
+
 }  // namespace strata::cli

@@ -1,5 +1,7 @@
 // `strata` entry point: finds the subcommand in the registry (cli/command.h), parses its
 // options, runs it. Errors go to stderr with exit status 1; usage goes to stdout on `help`.
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -67,6 +69,19 @@ std::vector<int> parse_id_list(const std::string& s, const std::string& what) {
     i = j + 1;
   }
   return ids;
+}
+
+std::string model_path_or_default(const Args& a) {
+  std::string m = a.get("model", "");
+  if (!m.empty()) return m;
+  if (const char* env = std::getenv("STRATA_MODEL"); env && *env) return env;
+  const char* cache = std::getenv("STRATA_MODEL_CACHE");
+  const char* home = std::getenv("HOME");
+  m = (cache && *cache ? std::string(cache) : std::string(home ? home : ".") + "/.cache/strata/models") +
+      "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  STRATA_CHECK(access(m.c_str(), R_OK) == 0,
+               "no --model given and the default model " + m + " is not there: run scripts/fetch_model.sh");
+  return m;
 }
 
 namespace {
