@@ -1,6 +1,8 @@
 // `strata quantize`: a dense HF checkpoint to compressed-tensors INT4 (RTN or GPTQ) with an
 // optional quality report (per-tensor weight error, perplexity quantised vs original on held-out
 // text). Not the numerics: those are quant/quantize.h, quant/gptq.h and quant/calibration.h.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -86,10 +88,10 @@ std::map<std::string, InputHessian> calibrate(const std::string& model_dir, cons
     KvCache kv = model->new_cache(seq_len);
     model->forward(w.data(), seq_len, kv, logits.data(), /*all_logits=*/false);
     const double el = since(t0);
-    std::fprintf(stderr, "\rcalibration: %d/%d windows of %d tokens  %.1f s  eta %.0f s", s + 1, samples, seq_len, el,
-                 el / (s + 1) * (samples - s - 1));
+    if (::isatty(2) || s + 1 == samples)
+      std::fprintf(stderr, "\rcalibration: %d/%d windows of %d tokens  %.1f s  eta %.0f s%s", s + 1, samples, seq_len,
+                   el, el / (s + 1) * (samples - s - 1), s + 1 == samples ? "\n" : "");
   }
-  std::fprintf(stderr, "\n");
   return cap->take();
 }
 
@@ -100,6 +102,7 @@ PerplexityResult eval_ppl(const std::string& model_dir, const std::vector<int>& 
   PerplexityOptions po;
   po.ctx = ctx;
   po.bos_id = bos;
+  po.progress = ::isatty(2);
   return perplexity(*model, ids, po);
 }
 
@@ -118,6 +121,7 @@ int cmd_quantize(const Args& a) {
     opt.ignore = split_patterns(a.get("ignore", ""));
   }
   opt.max_shard_bytes = size_t(a.get_int("max-shard-mb", 5120, 1, 1 << 30)) << 20;
+  opt.progress = ::isatty(2);  // a redrawn bar is for terminals, not for logs
   opt.gptq_options.damp = a.get_double("damp", 0.01, 0.0, 10.0);
   const std::string tok_path = a.get("tokenizer", in);
   const auto t_all = std::chrono::steady_clock::now();
