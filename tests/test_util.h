@@ -1,8 +1,14 @@
 // Test helpers: fixture paths (../shared/fixtures, read-only), reference tensors, error metrics,
 // scratch directories. Not assertions: each test states its own.
 #pragma once
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <source_location>
 #include <string>
 #include <vector>
+
+#include "core/error.h"
 
 #include "io/safetensors.h"
 
@@ -29,6 +35,28 @@ struct TempDir {
   TempDir();
   ~TempDir();
 };
+
+// EXPECT_THROW(f(), strata::Error), and the message contains every needle.
+inline void expect_error(const std::function<void()>& f, const std::vector<std::string>& needles,
+                         std::source_location loc = std::source_location::current()) {
+  SCOPED_TRACE(::testing::Message() << "expect_error called from " << loc.file_name() << ":" << loc.line());
+  std::string msg;
+  bool threw = false;
+  EXPECT_THROW(
+      {
+        try {
+          f();
+        } catch (const Error& e) {
+          msg = e.what();
+          threw = true;
+          throw;
+        }
+      },
+      Error);
+  if (!threw) return;
+  for (const auto& n : needles)
+    EXPECT_NE(msg.find(n), std::string::npos) << "error message lacks \"" << n << "\": " << msg;
+}
 
 void write_text(const std::string& path, const std::string& text);
 std::string read_text(const std::string& path);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -33,20 +34,27 @@ void print_ids(const std::vector<int>& ids) {
   std::fwrite(s.data(), 1, s.size(), stdout);
 }
 
+// Calls `each(json, where)` for every line of the --jsonl file, parsed (a discarded value when
+// the line is not JSON, so `each` reports it with `where`).
+void for_each_jsonl_line(const std::string& path, const std::function<void(const nlohmann::json&, const std::string&)>& each) {
+  std::ifstream f(path);
+  STRATA_CHECK(f, "cannot open " + path);
+  std::string line;
+  size_t n = 0;
+  while (std::getline(f, line)) {
+    n++;
+    each(nlohmann::json::parse(line, nullptr, false), "--jsonl line " + std::to_string(n));
+  }
+}
+
 int cmd_tokenize(const Args& a) {
   auto tok = Tokenizer::load(a.need("tokenizer"));
   const bool special = a.flag("special");
   if (a.has("jsonl")) {
-    std::ifstream f(a.need("jsonl"));
-    STRATA_CHECK(f, "cannot open " + a.need("jsonl"));
-    std::string line;
-    size_t n = 0;
-    while (std::getline(f, line)) {
-      n++;
-      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      STRATA_CHECK(j.is_string(), "--jsonl line " + std::to_string(n) + " is not a JSON string");
+    for_each_jsonl_line(a.need("jsonl"), [&](const nlohmann::json& j, const std::string& where) {
+      STRATA_CHECK(j.is_string(), where + " is not a JSON string");
       print_ids(tok->encode(j.get<std::string>(), special));
-    }
+    });
     return 0;
   }
   STRATA_CHECK(a.has("text") != a.has("file"), "give exactly one of --text, --file, --jsonl\nusage:\n" + a.usage);
@@ -80,15 +88,9 @@ int cmd_detokenize(const Args& a) {
   auto tok = Tokenizer::load(a.need("tokenizer"));
   const bool skip = a.flag("skip-special");
   if (a.has("jsonl")) {
-    std::ifstream f(a.need("jsonl"));
-    STRATA_CHECK(f, "cannot open " + a.need("jsonl"));
-    std::string line;
-    size_t n = 0;
-    while (std::getline(f, line)) {
-      n++;
-      auto ids = ids_of_json(nlohmann::json::parse(line, nullptr, false), "--jsonl line " + std::to_string(n));
-      std::printf("%s\n", nlohmann::json(tok->decode(ids, skip)).dump().c_str());
-    }
+    for_each_jsonl_line(a.need("jsonl"), [&](const nlohmann::json& j, const std::string& where) {
+      std::printf("%s\n", nlohmann::json(tok->decode(ids_of_json(j, where), skip)).dump().c_str());
+    });
     return 0;
   }
   std::string s = a.need("ids");

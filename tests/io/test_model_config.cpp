@@ -21,29 +21,9 @@
 namespace strata {
 namespace {
 
-using json = nlohmann::json;
+using test::expect_error;
 
-// EXPECT_THROW(f(), strata::Error), and the message contains every needle.
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& needles,
-                  std::source_location loc = std::source_location::current()) {
-  SCOPED_TRACE(::testing::Message() << "expect_error called from " << loc.file_name() << ":" << loc.line());
-  std::string msg;
-  bool threw = false;
-  EXPECT_THROW(
-      {
-        try {
-          f();
-        } catch (const Error& e) {
-          msg = e.what();
-          threw = true;
-          throw;
-        }
-      },
-      Error);
-  if (!threw) return;
-  for (const auto& n : needles)
-    EXPECT_NE(msg.find(n), std::string::npos) << "error message lacks \"" << n << "\": " << msg;
-}
+using json = nlohmann::json;
 
 json fixture_config(const std::string& name) {
   return json::parse(test::read_text(test::fixtures_dir() + "/models/" + name + "/config.json"));

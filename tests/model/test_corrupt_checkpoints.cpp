@@ -35,32 +35,12 @@
 namespace strata {
 namespace {
 
+using test::expect_error;
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 constexpr double kTol = 1e-3;
-
-// EXPECT_THROW(f(), strata::Error), and the message contains every needle.
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& needles,
-                  std::source_location loc = std::source_location::current()) {
-  SCOPED_TRACE(::testing::Message() << "expect_error called from " << loc.file_name() << ":" << loc.line());
-  std::string msg;
-  bool threw = false;
-  EXPECT_THROW(
-      {
-        try {
-          f();
-        } catch (const Error& e) {
-          msg = e.what();
-          threw = true;
-          throw;
-        }
-      },
-      Error);
-  if (!threw) return;
-  for (const auto& n : needles)
-    EXPECT_NE(msg.find(n), std::string::npos) << "error message lacks \"" << n << "\": " << msg;
-}
 
 void expect_load_error(const std::string& dir, const std::vector<std::string>& needles,
                        std::source_location loc = std::source_location::current()) {
