@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/weight.h"
+#include "kernels/cpu/attention_paged.h"
 #include "kernels/cpu/ops.h"
 
 namespace strata {
@@ -43,6 +44,19 @@ class Backend {
                          int pos0, float scale, float* out) = 0;
   virtual void mla_attention(const float* q_lat, const float* q_pe, int M, int H, int R, int P, const float* latent,
                              const float* k_pe, int pos0, float scale, float* out_lat) = 0;
+  // The same over a paged KV pool (kernels/cpu/attention_paged.h for the layout). Default: the CPU
+  // kernel on host memory, so a backend that does not override them keeps working.
+  virtual void attention_paged(const float* q, int M, int H, int Hkv, int hd, int hdv, const float* k_pool,
+                               const float* v_pool, const int* block_table, int block_size, int pos0, float scale,
+                               float* out) {
+    attention_paged_f32(q, M, H, Hkv, hd, hdv, k_pool, v_pool, block_table, block_size, pos0, scale, out);
+  }
+  virtual void mla_attention_paged(const float* q_lat, const float* q_pe, int M, int H, int R, int P,
+                                   const float* latent_pool, const float* k_pe_pool, const int* block_table,
+                                   int block_size, int pos0, float scale, float* out_lat) {
+    mla_attention_paged_f32(q_lat, q_pe, M, H, R, P, latent_pool, k_pe_pool, block_table, block_size, pos0, scale,
+                            out_lat);
+  }
   // logits [M, E] -> ids/weights [M, top_k]
   virtual void moe_route(const float* logits, int M, const RouterParams& p, int* ids, float* weights) = 0;
   // y[M, D] += sum_j weights[m, j] * experts[ids[m, j]](x[m]) over the active experts only.

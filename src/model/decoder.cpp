@@ -1,5 +1,6 @@
 // Model loading and the forward pass shared by all architectures: the explicit per-layer loop
-// (pre-norm attention + FFN/MoE with residuals) and the attention / MoE blocks it calls.
+// (pre-norm attention + FFN/MoE with residuals) over a batch of sequences with paged KV, and the
+// attention / MoE blocks it calls. Not a scheduler: which rows run which layers comes in the items.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -56,52 +57,105 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   return m;
 }
 
+int Model::kv_row_k(int il) const {
+  const ModelConfig& c = cfg_;
+  return w_.layers[size_t(il)].is_mla ? c.kv_lora_rank : c.n_kv_heads * c.head_dim;
+}
+
+int Model::kv_row_v(int il) const {
+  const ModelConfig& c = cfg_;
+  return w_.layers[size_t(il)].is_mla ? c.qk_rope_head_dim : c.n_kv_heads * c.head_dim;
+}
+
+size_t Model::kv_bytes_per_token() const {
+  size_t n = 0;
+  for (int il = 0; il < cfg_.n_layers; il++) n += size_t(kv_row_k(il) + kv_row_v(il)) * sizeof(float);
+  return n;
+}
+
 KvCache Model::new_cache(int capacity) const {
   STRATA_CHECK(capacity >= 0, "new_cache: negative capacity " + std::to_string(capacity));
   KvCache kv;
   kv.capacity = capacity;
-  const ModelConfig& c = cfg_;
-  for (const auto& lw : w_.layers) {
-    if (lw.is_mla) {
-      kv.k.emplace_back(size_t(capacity) * c.kv_lora_rank);
-      kv.v.emplace_back(size_t(capacity) * c.qk_rope_head_dim);
-    } else {
-      kv.k.emplace_back(size_t(capacity) * c.n_kv_heads * c.head_dim);
-      kv.v.emplace_back(size_t(capacity) * c.n_kv_heads * c.head_dim);
-    }
+  for (int il = 0; il < cfg_.n_layers; il++) {
+    kv.k.emplace_back(size_t(capacity) * kv_row_k(il));
+    kv.v.emplace_back(size_t(capacity) * kv_row_v(il));
   }
   return kv;
 }
 
-void Model::attention_gqa(int il, const float* x, int n, KvCache& kv, const RopeTable& rope, const float* cos,
-                          const float* sin, float* out) {
+PagedKvCache Model::new_paged_cache(int n_blocks, int block_size) const {
+  STRATA_CHECK(n_blocks > 0 && block_size > 0, "new_paged_cache: need n_blocks > 0 and block_size > 0, got " +
+                                                   std::to_string(n_blocks) + " x " + std::to_string(block_size));
+  PagedKvCache kv;
+  kv.block_size = block_size;
+  kv.n_blocks = n_blocks;
+  const size_t rows = size_t(n_blocks) * size_t(block_size);
+  for (int il = 0; il < cfg_.n_layers; il++) {
+    kv.k.emplace_back(rows * kv_row_k(il));
+    kv.v.emplace_back(rows * kv_row_v(il));
+  }
+  return kv;
+}
+
+KvPool kv_pool(PagedKvCache& c) {
+  KvPool p;
+  p.block_size = c.block_size;
+  for (auto& k : c.k) p.k.push_back(k.data());
+  for (auto& v : c.v) p.v.push_back(v.data());
+  return p;
+}
+
+namespace {
+// Pool row of position t in a block table.
+inline size_t pool_row(const int* table, int block_size, int t) {
+  return size_t(table[t / block_size]) * size_t(block_size) + size_t(t % block_size);
+}
+
+// Copies rows src [n, width] to the pool rows of positions [pos0, pos0 + n).
+void write_rows(float* pool, int width, const AttnSegment& s, int block_size, const float* src) {
+  for (int t = 0; t < s.n; t++)
+    std::copy_n(src + size_t(t) * width, width, pool + pool_row(s.block_table, block_size, s.pos0 + t) * width);
+}
+}  // namespace
+
+void Model::attention_gqa(int il, const float* x, int n, std::span<const AttnSegment> segs, const KvPool& kv,
+                          const float* cos, const float* sin, float* out) {
   const ModelConfig& c = cfg_;
   const GqaWeights& g = w_.layers[size_t(il)].gqa;
   Backend& be = *backend_;
   const int H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim;
-  std::vector<float> q(size_t(n) * H * hd);  // [n, H, hd]
-  float* k = kv.k[size_t(il)].data() + size_t(kv.n_past) * Hkv * hd;  // [n, Hkv, hd] new cache rows
-  float* v = kv.v[size_t(il)].data() + size_t(kv.n_past) * Hkv * hd;  // [n, Hkv, hd]
+  std::vector<float> q(size_t(n) * H * hd);                                  // [n, H, hd]
+  std::vector<float> k(size_t(n) * Hkv * hd), v(size_t(n) * Hkv * hd);       // [n, Hkv, hd] new rows
   be.linear(x, n, g.q, q.data());
-  be.linear(x, n, g.k, k);
-  be.linear(x, n, g.v, v);
+  be.linear(x, n, g.k, k.data());
+  be.linear(x, n, g.v, v.data());
   if (!g.q_norm.empty()) {
     // Per head: rows of hd; over all heads (MiniMax-M2): one row per token.
     const bool per_head = int(g.q_norm.size()) == hd;
     be.rms_norm(q.data(), g.q_norm.data(), per_head ? n * H : n, per_head ? hd : H * hd, float(c.rms_norm_eps),
                 q.data());
-    be.rms_norm(k, g.k_norm.data(), per_head ? n * Hkv : n, per_head ? hd : Hkv * hd, float(c.rms_norm_eps), k);
+    be.rms_norm(k.data(), g.k_norm.data(), per_head ? n * Hkv : n, per_head ? hd : Hkv * hd,
+                float(c.rms_norm_eps), k.data());
   }
-  be.rope(q.data(), n, H, hd, rope.rot_dim, cos, sin, c.gqa_rope_pairs);
-  be.rope(k, n, Hkv, hd, rope.rot_dim, cos, sin, c.gqa_rope_pairs);
+  be.rope(q.data(), n, H, hd, rope_.rot_dim, cos, sin, c.gqa_rope_pairs);
+  be.rope(k.data(), n, Hkv, hd, rope_.rot_dim, cos, sin, c.gqa_rope_pairs);
+  float* kp = kv.k[size_t(il)];
+  float* vp = kv.v[size_t(il)];
   std::vector<float> att(size_t(n) * H * hd);  // [n, H, hd]
-  be.attention(q.data(), n, H, Hkv, hd, hd, kv.k[size_t(il)].data(), kv.v[size_t(il)].data(), kv.n_past,
-               attn_scale_, att.data());
+  // Every segment's rows are written before any attends: segments are distinct sequences.
+  for (const AttnSegment& s : segs) {
+    write_rows(kp, Hkv * hd, s, kv.block_size, k.data() + size_t(s.row0) * Hkv * hd);
+    write_rows(vp, Hkv * hd, s, kv.block_size, v.data() + size_t(s.row0) * Hkv * hd);
+  }
+  for (const AttnSegment& s : segs)
+    be.attention_paged(q.data() + size_t(s.row0) * H * hd, s.n, H, Hkv, hd, hd, kp, vp, s.block_table,
+                       kv.block_size, s.pos0, attn_scale_, att.data() + size_t(s.row0) * H * hd);
   be.linear(att.data(), n, g.o, out);
 }
 
-void Model::attention_mla(int il, const float* x, int n, KvCache& kv, const float* cos, const float* sin,
-                          float* out) {
+void Model::attention_mla(int il, const float* x, int n, std::span<const AttnSegment> segs, const KvPool& kv,
+                          const float* cos, const float* sin, float* out) {
   const ModelConfig& c = cfg_;
   const MlaWeights& m = w_.layers[size_t(il)].mla;
   Backend& be = *backend_;
@@ -118,15 +172,20 @@ void Model::attention_mla(int il, const float* x, int n, KvCache& kv, const floa
   }
   std::vector<float> ckv(size_t(n) * (R + P));  // [n, R + P]
   be.linear(x, n, m.kv_a, ckv.data());
-  float* latent = kv.k[size_t(il)].data() + size_t(kv.n_past) * R;  // [n, R] new cache rows
-  float* k_pe = kv.v[size_t(il)].data() + size_t(kv.n_past) * P;    // [n, P]
+  std::vector<float> latent(size_t(n) * R), k_pe(size_t(n) * P);  // [n, R], [n, P] new cache rows
   for (int t = 0; t < n; t++) {
-    std::copy_n(ckv.data() + size_t(t) * (R + P), R, latent + size_t(t) * R);
-    std::copy_n(ckv.data() + size_t(t) * (R + P) + R, P, k_pe + size_t(t) * P);
+    std::copy_n(ckv.data() + size_t(t) * (R + P), R, latent.data() + size_t(t) * R);
+    std::copy_n(ckv.data() + size_t(t) * (R + P) + R, P, k_pe.data() + size_t(t) * P);
   }
-  be.rms_norm(latent, m.kv_a_norm.data(), n, R, kMlaNormEps, latent);
-  be.rope(k_pe, n, 1, P, P, cos, sin, c.rope_interleave);
+  be.rms_norm(latent.data(), m.kv_a_norm.data(), n, R, kMlaNormEps, latent.data());
+  be.rope(k_pe.data(), n, 1, P, P, cos, sin, c.rope_interleave);
   be.rope(q.data() + NP, n, H, QK, P, cos, sin, c.rope_interleave);
+  float* lp = kv.k[size_t(il)];
+  float* pp = kv.v[size_t(il)];
+  for (const AttnSegment& s : segs) {
+    write_rows(lp, R, s, kv.block_size, latent.data() + size_t(s.row0) * R);
+    write_rows(pp, P, s, kv.block_size, k_pe.data() + size_t(s.row0) * P);
+  }
 
   // Absorb W_UK into the query: q_lat[h] = q_nope[h] . W_UK[h]  ([n, NP] x [NP, R]).
   std::vector<float> q_lat(size_t(n) * H * R), q_pe(size_t(n) * H * P), tmp_in(size_t(n) * NP), tmp_out(size_t(n) * R);
@@ -140,8 +199,10 @@ void Model::attention_mla(int il, const float* x, int n, KvCache& kv, const floa
     for (int t = 0; t < n; t++) std::copy_n(tmp_out.data() + size_t(t) * R, R, q_lat.data() + (size_t(t) * H + h) * R);
   }
   std::vector<float> o_lat(size_t(n) * H * R);  // [n, H, R]
-  be.mla_attention(q_lat.data(), q_pe.data(), n, H, R, P, kv.k[size_t(il)].data(), kv.v[size_t(il)].data(),
-                   kv.n_past, attn_scale_, o_lat.data());
+  for (const AttnSegment& s : segs)
+    be.mla_attention_paged(q_lat.data() + size_t(s.row0) * H * R, q_pe.data() + size_t(s.row0) * H * P, s.n, H, R,
+                           P, lp, pp, s.block_table, kv.block_size, s.pos0, attn_scale_,
+                           o_lat.data() + size_t(s.row0) * H * R);
   // Un-absorb through W_UV per head: att[t, h, :] = W_UV[h] . o_lat[t, h]  -> [n, H, V].
   std::vector<float> att(size_t(n) * H * V), vin(size_t(n) * R), vout(size_t(n) * V);
   for (int h = 0; h < H; h++) {
@@ -166,6 +227,8 @@ void Model::moe(int il, const float* x, int n, float* out, ForwardStats* stats) 
   if (stats) {
     stats->expert_bytes += load.bytes;
     stats->expert_activations += load.n_active_experts;
+    if (stats->layer_expert_bytes.size() < size_t(c.n_layers)) stats->layer_expert_bytes.resize(size_t(c.n_layers));
+    stats->layer_expert_bytes[size_t(il)] += load.bytes;
   }
   if (m.has_shared) {
     std::vector<float> s(size_t(n) * D);  // [n, D]
@@ -175,43 +238,141 @@ void Model::moe(int il, const float* x, int n, float* out, ForwardStats* stats) 
 }
 
 void Model::forward(const int* ids, int n, KvCache& kv, float* logits, bool all_logits, ForwardStats* stats) {
-  const ModelConfig& c = cfg_;
-  Backend& be = *backend_;
   STRATA_CHECK(n > 0, "forward: no tokens");
   STRATA_CHECK(kv.n_past + n <= kv.capacity, "forward: " + std::to_string(kv.n_past + n) +
                                                  " tokens exceed the KV cache capacity " + std::to_string(kv.capacity));
-  for (int t = 0; t < n; t++)
-    STRATA_CHECK(ids[t] >= 0 && ids[t] < c.n_vocab,
-                 "token id " + std::to_string(ids[t]) + " out of range [0, " + std::to_string(c.n_vocab) + ")");
-  const int D = c.d_model;
-  std::vector<int> pos(static_cast<size_t>(n));
-  std::iota(pos.begin(), pos.end(), kv.n_past);
-  const int half = rope_.rot_dim / 2;
-  std::vector<float> cos(size_t(n) * half), sin(size_t(n) * half);  // [n, rot_dim/2]
-  rope_.cos_sin(pos.data(), n, cos.data(), sin.data());
-
-  std::vector<float> h(size_t(n) * D), xn(size_t(n) * D), y(size_t(n) * D);  // [n, D] each
-  for (int t = 0; t < n; t++) decode_weight_row(w_.embed, ids[t], h.data() + size_t(t) * D);
-  for (int il = 0; il < c.n_layers; il++) {
-    const LayerWeights& lw = w_.layers[size_t(il)];
-    be.rms_norm(h.data(), lw.attn_norm.data(), n, D, float(c.rms_norm_eps), xn.data());
-    if (lw.is_mla)
-      attention_mla(il, xn.data(), n, kv, cos.data(), sin.data(), y.data());
-    else
-      attention_gqa(il, xn.data(), n, kv, rope_, cos.data(), sin.data(), y.data());
-    add_f32(h.data(), y.data(), h.size());
-    be.rms_norm(h.data(), lw.ffn_norm.data(), n, D, float(c.rms_norm_eps), xn.data());
-    if (lw.is_moe)
-      moe(il, xn.data(), n, y.data(), stats);
-    else
-      be.ffn(xn.data(), n, lw.ffn, y.data());
-    add_f32(h.data(), y.data(), h.size());
-  }
+  // The contiguous cache is a pool of one block of `capacity` rows.
+  KvPool pool;
+  pool.block_size = kv.capacity;
+  for (auto& k : kv.k) pool.k.push_back(k.data());
+  for (auto& v : kv.v) pool.v.push_back(v.data());
+  const int table[1] = {0};
+  std::vector<float> hidden(size_t(n) * cfg_.d_model);  // [n, D]
+  ForwardItem it;
+  it.ids = ids;
+  it.n = n;
+  it.pos0 = kv.n_past;
+  it.layer_begin = 0;
+  it.layer_end = cfg_.n_layers;
+  it.block_table = table;
+  it.hidden = hidden.data();
+  it.logits = logits;
+  it.all_logits = all_logits;
+  forward_batch(std::span<const ForwardItem>(&it, 1), pool, stats);
   kv.n_past += n;
-  const int first = all_logits ? 0 : n - 1;
-  const int rows = n - first;
-  be.rms_norm(h.data() + size_t(first) * D, w_.final_norm.data(), rows, D, float(c.rms_norm_eps), xn.data());
-  be.linear(xn.data(), rows, w_.lm_head, logits);
+}
+
+void Model::forward_batch(std::span<const ForwardItem> items, const KvPool& kv, ForwardStats* stats) {
+  const ModelConfig& c = cfg_;
+  Backend& be = *backend_;
+  const int L = c.n_layers, D = c.d_model;
+  STRATA_CHECK(int(kv.k.size()) == L && int(kv.v.size()) == L && kv.block_size > 0, "forward: KV pool has " +
+                                                                                        std::to_string(kv.k.size()) +
+                                                                                        " layers, model " +
+                                                                                        std::to_string(L));
+  // Validate everything first: a rejected call leaves every cache untouched.
+  for (const ForwardItem& it : items) {
+    STRATA_CHECK(it.n > 0, "forward: no tokens");
+    STRATA_CHECK(it.pos0 >= 0 && it.block_table && it.hidden, "forward: item without positions, table or hidden");
+    STRATA_CHECK(0 <= it.layer_begin && it.layer_begin < it.layer_end && it.layer_end <= L,
+                 "forward: bad layer range [" + std::to_string(it.layer_begin) + ", " +
+                     std::to_string(it.layer_end) + ")");
+    if (it.layer_begin == 0)
+      for (int t = 0; t < it.n; t++)
+        STRATA_CHECK(it.ids[t] >= 0 && it.ids[t] < c.n_vocab, "token id " + std::to_string(it.ids[t]) +
+                                                                   " out of range [0, " + std::to_string(c.n_vocab) +
+                                                                   ")");
+  }
+  // Per item: embeddings when it enters at layer 0, rope cos/sin of its positions.
+  const int half = rope_.rot_dim / 2;
+  std::vector<std::vector<float>> cos_i(items.size()), sin_i(items.size());  // per item [n, rot_dim/2]
+  for (size_t i = 0; i < items.size(); i++) {
+    const ForwardItem& it = items[i];
+    if (it.layer_begin == 0)
+      for (int t = 0; t < it.n; t++) decode_weight_row(w_.embed, it.ids[t], it.hidden + size_t(t) * D);
+    std::vector<int> pos(size_t(it.n));
+    std::iota(pos.begin(), pos.end(), it.pos0);
+    cos_i[i].resize(size_t(it.n) * half);
+    sin_i[i].resize(size_t(it.n) * half);
+    rope_.cos_sin(pos.data(), it.n, cos_i[i].data(), sin_i[i].data());
+  }
+
+  std::vector<float> h, xn, y, cs, sn;  // [N, D] x3, [N, rot_dim/2] x2 for the layer's active rows
+  std::vector<AttnSegment> segs;
+  std::vector<size_t> active;
+  for (int il = 0; il < L; il++) {
+    // Gather the rows of every item active at this layer.
+    segs.clear();
+    active.clear();
+    int N = 0;
+    for (size_t i = 0; i < items.size(); i++) {
+      const ForwardItem& it = items[i];
+      if (il < it.layer_begin || il >= it.layer_end) continue;
+      segs.push_back({N, it.n, it.pos0, it.block_table});
+      active.push_back(i);
+      N += it.n;
+    }
+    if (N == 0) continue;
+    h.resize(size_t(N) * D);
+    xn.resize(h.size());
+    y.resize(h.size());
+    cs.resize(size_t(N) * half);
+    sn.resize(size_t(N) * half);
+    for (size_t j = 0; j < active.size(); j++) {
+      const ForwardItem& it = items[active[j]];
+      std::copy_n(it.hidden, size_t(it.n) * D, h.data() + size_t(segs[j].row0) * D);
+      std::copy(cos_i[active[j]].begin(), cos_i[active[j]].end(), cs.begin() + ptrdiff_t(segs[j].row0) * half);
+      std::copy(sin_i[active[j]].begin(), sin_i[active[j]].end(), sn.begin() + ptrdiff_t(segs[j].row0) * half);
+    }
+    const LayerWeights& lw = w_.layers[size_t(il)];
+    be.rms_norm(h.data(), lw.attn_norm.data(), N, D, float(c.rms_norm_eps), xn.data());
+    if (lw.is_mla)
+      attention_mla(il, xn.data(), N, segs, kv, cs.data(), sn.data(), y.data());
+    else
+      attention_gqa(il, xn.data(), N, segs, kv, cs.data(), sn.data(), y.data());
+    add_f32(h.data(), y.data(), h.size());
+    be.rms_norm(h.data(), lw.ffn_norm.data(), N, D, float(c.rms_norm_eps), xn.data());
+    if (lw.is_moe)
+      moe(il, xn.data(), N, y.data(), stats);
+    else
+      be.ffn(xn.data(), N, lw.ffn, y.data());
+    add_f32(h.data(), y.data(), h.size());
+    for (size_t j = 0; j < active.size(); j++) {
+      const ForwardItem& it = items[active[j]];
+      std::copy_n(h.data() + size_t(segs[j].row0) * D, size_t(it.n) * D, it.hidden);
+    }
+  }
+
+  // LM head once over the rows of every item that left the last layer.
+  int rows = 0, n_out = 0;
+  auto wants_logits = [&](const ForwardItem& it) { return it.layer_end == L && it.logits; };
+  for (const ForwardItem& it : items)
+    if (wants_logits(it)) rows += it.all_logits ? it.n : 1, n_out++;
+  if (rows == 0) return;
+  xn.resize(size_t(rows) * D);
+  int r = 0;
+  for (const ForwardItem& it : items) {
+    if (!wants_logits(it)) continue;
+    const int first = it.all_logits ? 0 : it.n - 1;
+    be.rms_norm(it.hidden + size_t(first) * D, w_.final_norm.data(), it.n - first, D, float(c.rms_norm_eps),
+                xn.data() + size_t(r) * D);
+    r += it.n - first;
+  }
+  const int V = c.n_vocab;
+  if (n_out == 1) {
+    for (const ForwardItem& it : items)
+      if (wants_logits(it)) be.linear(xn.data(), rows, w_.lm_head, it.logits);
+    return;
+  }
+  std::vector<float> all(size_t(rows) * V);  // [rows, V]
+  be.linear(xn.data(), rows, w_.lm_head, all.data());
+  r = 0;
+  for (const ForwardItem& it : items) {
+    if (!wants_logits(it)) continue;
+    const int n_rows = it.all_logits ? it.n : 1;
+    std::copy_n(all.data() + size_t(r) * V, size_t(n_rows) * V, it.logits);
+    r += n_rows;
+  }
 }
 
 }  // namespace strata

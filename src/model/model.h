@@ -1,9 +1,11 @@
 // A loaded decoder-only model: weights (views into the mmapped checkpoint), its KV cache type and
 // the forward pass over a backend. Architectures differ only in how model/arch/*.cpp fill
 // ModelWeights; the layer loop (decoder.cpp) is shared because all six are pre-norm decoders.
-// Not a scheduler or batcher: forward() runs one sequence's new tokens.
+// Not a scheduler: forward() runs one sequence's new tokens; forward_batch() runs the items a
+// scheduler planned (several sequences, each over its own token and layer range) but plans nothing.
 #pragma once
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -68,10 +70,49 @@ struct KvCache {
   std::vector<std::vector<float>> v;  // per layer [capacity, Hkv, hdv]  | MLA: k_pe   [capacity, P]
 };
 
+// Paged KV storage for every layer: a pool of n_blocks blocks of block_size token rows. Which
+// blocks hold which sequence's tokens is the engine's business (engine/kv_cache.h); the forward only
+// reads and writes rows through a block table. Rows are laid out as in KvCache.
+struct PagedKvCache {
+  int block_size = 0, n_blocks = 0;
+  std::vector<std::vector<float>> k;  // per layer [n_blocks, block_size, Hkv, hd]  | MLA: latent [.., R]
+  std::vector<std::vector<float>> v;  // per layer [n_blocks, block_size, Hkv, hdv] | MLA: k_pe   [.., P]
+};
+
+// What the batched forward sees of a KV store: per layer, the base of its block pool.
+// A contiguous KvCache is the special case of one block of `capacity` rows.
+struct KvPool {
+  int block_size = 0;
+  std::vector<float*> k, v;  // per layer, as PagedKvCache
+};
+KvPool kv_pool(PagedKvCache& c);
+
+// One sequence's share of a batched forward: tokens [pos0, pos0 + n) through layers
+// [layer_begin, layer_end). Layered prefill keeps `hidden` between calls (layer_end < n_layers).
+struct ForwardItem {
+  const int* ids = nullptr;          // [n] token ids; read only when layer_begin == 0
+  int n = 0;                         // tokens
+  int pos0 = 0;                      // position of the first token; KV rows [0, pos0) already written
+  int layer_begin = 0, layer_end = 0;
+  const int* block_table = nullptr;  // blocks holding positions [0, pos0 + n)
+  float* hidden = nullptr;           // [n, d_model] residual stream entering layer_begin (written at 0),
+                                     // leaving layer_end - 1
+  float* logits = nullptr;           // layer_end == n_layers: [n, vocab], or [1, vocab] when !all_logits;
+                                     // null: none wanted (a prefill chunk that samples nothing)
+  bool all_logits = false;
+};
+
+// Internal to the forward: one item's rows inside a layer's gathered batch.
+struct AttnSegment {
+  int row0 = 0, n = 0, pos0 = 0;
+  const int* block_table = nullptr;
+};
+
 // Stats of one forward call, summed over layers.
 struct ForwardStats {
   size_t expert_bytes = 0;
-  int expert_activations = 0;  // sum over MoE layers of distinct experts touched
+  int expert_activations = 0;              // sum over MoE layers of distinct experts touched
+  std::vector<size_t> layer_expert_bytes;  // [n_layers] expert bytes read per layer (added to)
 };
 
 class Model {
@@ -87,17 +128,29 @@ class Model {
   void set_backend(std::unique_ptr<Backend> backend) { backend_ = std::move(backend); }
   Backend& backend() { return *backend_; }
   KvCache new_cache(int capacity) const;
+  PagedKvCache new_paged_cache(int n_blocks, int block_size) const;
+  // KV bytes one token takes over all layers (f32), for sizing block pools.
+  size_t kv_bytes_per_token() const;
 
   // Runs ids [n] at positions cache.n_past.. through every layer, appends them to the cache and
   // writes logits [n, vocab] (or [1, vocab] for the last token when !all_logits).
+  // A thin wrapper over forward_batch() with one item and a one-block table.
   void forward(const int* ids, int n, KvCache& cache, float* logits, bool all_logits = true,
                ForwardStats* stats = nullptr);
 
+  // Walks the layers in order; at each layer gathers the rows of every item active there, so the
+  // layer's weights (each MoE expert included) are read once per call for all items together.
+  // Everything is validated before any KV row is written. Items must be distinct sequences.
+  void forward_batch(std::span<const ForwardItem> items, const KvPool& kv, ForwardStats* stats = nullptr);
+
  private:
-  void attention_gqa(int il, const float* x, int n, KvCache& c, const RopeTable& rope, const float* cos,
-                     const float* sin, float* out);
-  void attention_mla(int il, const float* x, int n, KvCache& c, const float* cos, const float* sin, float* out);
+  void attention_gqa(int il, const float* x, int n, std::span<const AttnSegment> segs, const KvPool& kv,
+                     const float* cos, const float* sin, float* out);
+  void attention_mla(int il, const float* x, int n, std::span<const AttnSegment> segs, const KvPool& kv,
+                     const float* cos, const float* sin, float* out);
   void moe(int il, const float* x, int n, float* out, ForwardStats* stats);
+  int kv_row_k(int il) const;  // floats per token row of layer il's K (MLA: latent)
+  int kv_row_v(int il) const;  // of V (MLA: k_pe)
 
   ModelConfig cfg_;
   TensorStore store_;
