@@ -4,6 +4,7 @@
 #include "engine/engine.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -79,7 +80,15 @@ struct Engine::Impl {
       for (uint64_t id : ab) core.abort(id, out);
       ab.clear();
       if (abort_everything) core.abort_all(out);
-      if (core.has_work()) core.step(out);
+      bool idle_step = false;
+      try {
+        if (core.has_work()) {
+          core.step(out);
+          idle_step = core.last_plan().empty();
+        }
+      } catch (const std::exception& e) {
+        core.fail_all(std::string("engine: ") + e.what(), out);  // a bug, not bad input: fail, keep serving
+      }
       deliver(out);
       {
         std::lock_guard<std::mutex> lk(mu);
@@ -87,6 +96,11 @@ struct Engine::Impl {
         snapshot.ready = !stopping;
       }
       if (stop_now && !core.has_work()) break;
+      if (idle_step) {
+        // Work exists but nothing could be scheduled (blocks held elsewhere): do not spin hot.
+        std::unique_lock<std::mutex> lk(mu);
+        cv.wait_for(lk, std::chrono::milliseconds(1));
+      }
     }
     std::lock_guard<std::mutex> lk(mu);
     snapshot.ready = false;

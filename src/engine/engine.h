@@ -7,7 +7,8 @@
 // - submit() is thread-safe, validates and admits or throws AdmissionError before any compute.
 // - The sink is called on the engine thread, once per sampled token and once more with
 //   finished = true (exactly one final event per request, also after abort or error). It must
-//   not block: push into a channel and return.
+//   not block: push into a channel and return. Token events have finished = false; the final
+//   event carries no token (token = -1) and the request's stats.
 // - abort() is thread-safe and idempotent; the request finishes (reason Abort) within one step
 //   and its KV blocks are freed.
 #pragma once
@@ -89,6 +90,10 @@ struct EngineMetrics {
   uint64_t prefix_queries_tokens = 0, prefix_hit_tokens = 0;
   uint64_t steps = 0, expert_bytes = 0, prompt_tokens = 0, generated_tokens = 0, preemptions = 0;
   bool ready = false;  // a generation can run (model loaded, engine thread alive)
+  // Added after the first contract (extensions only):
+  std::vector<uint64_t> layer_expert_bytes;  // [n_layers] expert bytes read per layer since start (dense: 0)
+  uint64_t last_step_expert_bytes = 0;       // expert bytes of the most recent step
+  uint64_t prefill_tokens_computed = 0;      // prompt tokens run through the model (cache hits excluded)
 };
 
 class Engine {

@@ -56,7 +56,8 @@ EngineCore::EngineCore(Model& model, const EngineConfig& cfg)
       sched_(SchedulerConfig{cfg_.policy, cfg_.max_step_tokens, cfg_.layer_groups, 512, cfg_.max_running,
                              model.config().n_layers},
              blocks_),
-      runner_(model, cfg_.kv_blocks, cfg_.kv_block_size) {}
+      runner_(model, cfg_.kv_blocks, cfg_.kv_block_size),
+      layer_expert_bytes_(size_t(model.config().n_layers), 0) {}
 
 EngineCore::~EngineCore() = default;
 
@@ -131,6 +132,13 @@ void EngineCore::abort_all(std::vector<CoreOutput>& out) {
   for (uint64_t id : ids) abort(id, out);
 }
 
+void EngineCore::fail_all(const std::string& why, std::vector<CoreOutput>& out) {
+  std::vector<uint64_t> ids;
+  for (auto& [id, r] : reqs_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  for (uint64_t id : ids) finish(*reqs_.at(id), FinishReason::Error, why, out);
+}
+
 void EngineCore::sample(Request& r, std::vector<CoreOutput>& out) {
   Sequence& s = r.seq;
   const std::vector<float>& raw = runner_.logits(s.id);  // [V]
@@ -194,6 +202,12 @@ void EngineCore::step(std::vector<CoreOutput>& out) {
   }
   steps_++;
   expert_bytes_ += runner_.step_expert_bytes;
+  layer_expert_bytes_.resize(runner_.step_layer_expert_bytes.size());
+  for (size_t il = 0; il < layer_expert_bytes_.size(); il++) layer_expert_bytes_[il] += runner_.step_layer_expert_bytes[il];
+  // Prompt tokens whose last layer ran this step (a layered batch counts once, at its last group).
+  for (const StepItem& it : plan.items)
+    if (it.layer_end == model_.config().n_layers)
+      prefill_tokens_ += uint64_t(std::max(0, std::min(it.token_end, it.seq->n_prompt) - it.token_begin));
   for (const StepItem& it : plan.items) reqs_.at(it.seq->id)->expert_bytes += runner_.step_expert_bytes;
   for (Sequence* s : sched_.complete(plan)) sample(*reqs_.at(s->id), out);
 }
@@ -212,6 +226,9 @@ EngineMetrics EngineCore::metrics() const {
   m.generated_tokens = generated_tokens_;
   m.preemptions = preemptions_;
   m.ready = true;
+  m.layer_expert_bytes = layer_expert_bytes_;
+  m.last_step_expert_bytes = last_plan_.empty() ? 0 : runner_.step_expert_bytes;
+  m.prefill_tokens_computed = prefill_tokens_;
   return m;
 }
 

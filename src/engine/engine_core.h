@@ -34,6 +34,8 @@ class EngineCore {
   // Finishes the request with reason Abort (its blocks freed); unknown ids are ignored.
   void abort(uint64_t id, std::vector<CoreOutput>& out);
   void abort_all(std::vector<CoreOutput>& out);
+  // Finishes every request with reason Error (the engine thread's last resort on a bug).
+  void fail_all(const std::string& why, std::vector<CoreOutput>& out);
   // One iteration: schedule, run, sample. Appends token events and final events to out.
   void step(std::vector<CoreOutput>& out);
 
@@ -63,6 +65,8 @@ class EngineCore {
   std::unordered_map<uint64_t, std::unique_ptr<Request>> reqs_;
   StepPlan last_plan_;
   uint64_t steps_ = 0, expert_bytes_ = 0, prompt_tokens_ = 0, generated_tokens_ = 0, preemptions_ = 0;
+  uint64_t prefill_tokens_ = 0;
+  std::vector<uint64_t> layer_expert_bytes_;  // [n_layers] since start
 };
 
 // EngineConfig with its zeros resolved against the model (max_context, kv_blocks), validated.

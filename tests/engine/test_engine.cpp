@@ -91,6 +91,15 @@ TEST(Engine, StreamsTheUnscheduledGreedyTokensOnEveryPolicy) {
     EXPECT_EQ(m.kv_blocks_used, 0);
     EXPECT_GT(m.expert_bytes, 0u);
     EXPECT_FALSE(m.ready);
+    // Per-layer expert bytes add up to the total; every qwen3_moe layer is MoE.
+    ASSERT_EQ(m.layer_expert_bytes.size(), size_t(model->config().n_layers));
+    uint64_t sum = 0;
+    for (uint64_t b : m.layer_expert_bytes) {
+      EXPECT_GT(b, 0u);
+      sum += b;
+    }
+    EXPECT_EQ(sum, m.expert_bytes);
+    EXPECT_EQ(m.prefill_tokens_computed, 68u);  // distinct prompts: no prefix hits
   }
 }
 
