@@ -2,16 +2,22 @@
 // MoE layer of Kimi-K2. Median of many CUDA-event timings of graph replays; weights rotate over copies (> 3x
 // L2) so they come from DRAM; the ceiling is the measured device-to-device copy bandwidth (read + write).
 // Not a correctness check (tools/cuda/cuda_op_check.cu is). Prints markdown tables.
-// Usage: bench_w4a16_cuda [--reps N] [--quick] [--no-gemm] [--no-moe] [--no-sweep]
+// Usage: bench_w4a16_cuda [--reps N] [--quick] [--no-gemm] [--no-moe] [--no-sweep] [--no-moe-sweep] [--shapes NxK,NxK..]
+//                        [--ms M,M..]
+// Skinny timings chain the launches of one graph with programmatic dependent launch (as a decode step chains its
+// GEMMs; each waits for the previous one before reading x / writing y); the sweep also prints them without ("noPDL").
+// cuBLAS runs as a plain chain of launches (it is a library call; its kernels are not PDL-aware here).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -55,6 +61,23 @@ __global__ void fill_bf16(uint16_t* p, size_t n, uint32_t seed, float lo, float 
 
 __global__ void copy_kernel(const uint4* __restrict__ a, uint4* __restrict__ b, size_t n) {
   for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) b[i] = a[i];
+}
+
+// Reads two arrays once (INT4 codes, then scales: the weight stream of a W4A16 GEMV without the math); the
+// first blocks take a, the rest b, by byte share; one word per block out.
+__global__ void read2_kernel(const uint4* __restrict__ a, size_t na, const uint4* __restrict__ b, size_t nb,
+                             uint32_t* __restrict__ sink) {
+  const unsigned ga = unsigned(double(gridDim.x) * double(na) / double(na + nb));
+  const bool first = blockIdx.x < ga;
+  const uint4* p = first ? a : b;
+  const size_t n = first ? na : nb;
+  const unsigned blk = first ? blockIdx.x : blockIdx.x - ga, nblk = first ? ga : gridDim.x - ga;
+  uint32_t v = 0;
+  for (size_t i = size_t(blk) * blockDim.x + threadIdx.x; i < n; i += size_t(nblk) * blockDim.x) {
+    const uint4 q = __ldcs(p + i);
+    v ^= q.x ^ q.y ^ q.z ^ q.w;
+  }
+  if (v == 0x9E3779B9u) sink[blockIdx.x] = v;  // practically never; keeps the loads
 }
 
 void launch_fill_u32(uint32_t* p, size_t n, uint32_t seed, cudaStream_t s = nullptr) {
@@ -143,8 +166,34 @@ struct Env {
   cublasHandle_t blas;
   int l2 = 0, reps = 50;
   double ceiling = 0;
-  bool quick = false, sweep = true;
+  bool quick = false, sweep = true, moe_sweep = true;
+  std::vector<std::pair<int, int>> shapes;  // empty: the issue's four
+  std::vector<int> ms;                      // empty: the issue's seven
 };
+
+// "8192x28672,2048x7168" -> pairs; "1,4,16" -> ints.
+std::vector<std::pair<int, int>> parse_shapes(const char* s) {
+  std::vector<std::pair<int, int>> v;
+  int n = 0, k = 0, used = 0;
+  while (std::sscanf(s, "%dx%d%n", &n, &k, &used) == 2) {
+    v.push_back({n, k});
+    s += used;
+    if (*s != ',') break;
+    s++;
+  }
+  return v;
+}
+std::vector<int> parse_ints(const char* s) {
+  std::vector<int> v;
+  int m = 0, used = 0;
+  while (std::sscanf(s, "%d%n", &m, &used) == 1) {
+    v.push_back(m);
+    s += used;
+    if (*s != ',') break;
+    s++;
+  }
+  return v;
+}
 
 // ------------------------------------------------------------------------------------------------ GEMM
 
@@ -155,9 +204,11 @@ void bench_gemm(Env& env) {
     shapes = {{2048, 7168}};
     Ms = {1, 16, 256};
   }
+  if (!env.shapes.empty()) shapes = env.shapes;
+  if (!env.ms.empty()) Ms = env.ms;
   const int max_m = *std::max_element(Ms.begin(), Ms.end());
   uint32_t seed = 12345;
-  std::vector<std::string> main_rows, sweep_rows;
+  std::vector<std::string> main_rows, sweep_rows, read_rows;
   const cudaStream_t s = env.s;
 
   for (auto [N, K] : shapes) {
@@ -206,7 +257,32 @@ void bench_gemm(Env& env) {
     if (ws_bytes) STRATA_CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
     STRATA_CUDA_CHECK(cudaDeviceSynchronize());
 
+    {  // the floor of a skinny launch: read the same packed bytes, nothing else, same rotation and graph chain
+      uint32_t* sink = nullptr;
+      STRATA_CUDA_CHECK(cudaMalloc(&sink, 4096 * 4));
+      int sms = 0;
+      STRATA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+      // Codes and scales are two allocations: one kernel reads both (blocks split in proportion to the bytes).
+      const double t_read = time_us(
+          [&](int c) {
+            read2_kernel<<<sms * 4, 512, 0, s>>>(static_cast<const uint4*>(static_cast<const void*>(w4[size_t(c)].packed)),
+                                                 nk / 32, static_cast<const uint4*>(static_cast<const void*>(w4[size_t(c)].scales)),
+                                                 nk / 256, sink);
+            STRATA_CUDA_CHECK_LAUNCH();
+          },
+          copies, env.reps, s);
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "| %d x %d | %.2f MB (codes + scales) | %.1f us | %.0f GB/s | %.0f%% |", N, K, w4_bytes / 1e6,
+                    t_read, w4_bytes / (t_read * 1e-6) / 1e9, 100.0 * w4_bytes / (t_read * 1e-6) / 1e9 / env.ceiling);
+      read_rows.push_back(line);
+      std::printf("%s\n", line);
+      STRATA_CUDA_CHECK(cudaFree(sink));
+    }
     for (int M : Ms) {
+      // Let the clocks recover after the previous (compute-heavy, ~700 W) rows: without this the first skinny rows
+      // of a shape measured up to 15% slower than the same configuration later in its sweep.
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
       auto run = [&](const W4A16Options& opt) {
         return time_us([&](int c) { w4a16_linear(x, M, w4[size_t(c)], y, ws, ws_bytes, s, opt); }, copies, env.reps,
                        s);
@@ -225,7 +301,8 @@ void bench_gemm(Env& env) {
       std::string cfg = w4a16_path_name(ap);
       if (ap == W4A16Path::Skinny) {
         const SkinnyConfig sc = w4a16_skinny_config(M, N, K);
-        cfg += " R" + std::to_string(sc.rows) + " W" + std::to_string(sc.warps) + " C" + std::to_string(sc.split);
+        cfg += std::string(sc.pipe ? " pipe S" + std::to_string(sc.stages) : sc.xs ? " xs" : "") + " R" +
+               std::to_string(sc.rows) + " W" + std::to_string(sc.warps) + " C" + std::to_string(sc.split);
       } else {
         const size_t wsb = w4a16_workspace_bytes(M, N, K);
         cfg += " BT" + std::to_string(M > 128 ? 256 : M > 64 ? 128 : 64) + " split" +
@@ -244,18 +321,32 @@ void bench_gemm(Env& env) {
       if (env.sweep) {  // the alternatives the heuristics chose between
         std::string row = "| " + std::to_string(N) + " x " + std::to_string(K) + " | " + std::to_string(M) + " |";
         if (M <= 16) {
-          for (int r : {1, 2, 4})
-            for (int wp : {8, 16})
-              for (int cl : {1, 2}) {
-                W4A16Options o;
-                o.path = W4A16Path::Skinny;
-                o.skinny_rows = r;
-                o.skinny_warps = wp;
-                o.skinny_split = cl;
-                char b[64];
-                std::snprintf(b, sizeof b, " R%dW%dC%d %.1f |", r, wp, cl, run(o));
-                row += b;
-              }
+          {
+            W4A16Options o;
+            o.pdl = false;
+            char b[64];
+            std::snprintf(b, sizeof b, " auto noPDL %.1f |", run(o));
+            row += b;
+          }
+          for (int pipe : {0, 1})
+            for (int r : {1, 2, 4, 8})
+              for (int wp : {4, 8, 16})
+                for (int cl : {1, 2}) {
+                  if (!pipe && (wp == 4 || r == 8)) continue;
+                  if (r == 8 && (M <= 8 || (N / 16) % 8 != 0)) continue;
+                  W4A16Options o;
+                  o.path = W4A16Path::Skinny;
+                  o.skinny_rows = r;
+                  o.skinny_warps = wp;
+                  o.skinny_split = cl;
+                  o.skinny_pipe = pipe;
+                  const SkinnyConfig sc = w4a16_skinny_config(M, N, K, o);
+                  char b[80];
+                  std::snprintf(b, sizeof b, " %sR%dW%dC%d %.1f |",
+                                pipe ? ("pS" + std::to_string(sc.stages)).c_str() : sc.xs ? "xs" : "", r, sc.warps,
+                                sc.split, run(o));
+                  row += b;
+                }
         } else {
           for (int bt : {64, 128, 256}) {
             W4A16Options o;
@@ -269,6 +360,10 @@ void bench_gemm(Env& env) {
           o.path = W4A16Path::Tiled;
           char b[64];
           std::snprintf(b, sizeof b, " tiled %.1f |", run(o));
+          row += b;
+          W4A16Options d;
+          d.wgmma_smem_epilogue = false;
+          std::snprintf(b, sizeof b, " auto direct-store epilogue %.1f |", run(d));
           row += b;
         }
         sweep_rows.push_back(row);
@@ -291,6 +386,9 @@ void bench_gemm(Env& env) {
   std::printf("| N x K | M | path | us | weight GB/s | %% of copy BW | TFLOP/s | cuBLAS bf16 us | cuBLAS TFLOP/s | "
               "speed-up |\n|---|---|---|---|---|---|---|---|---|---|\n");
   for (auto& r : main_rows) std::printf("%s\n", r.c_str());
+  std::printf("\n## Streaming floor: a kernel that only reads the weight bytes, launched like the GEMMs (same "
+              "rotation, same graph chain, no PDL)\n\n| N x K | bytes | us | GB/s | %% of copy BW |\n|---|---|---|---|---|\n");
+  for (auto& r : read_rows) std::printf("%s\n", r.c_str());
   if (env.sweep) {
     std::printf("\n## Variants (us; skinny: R row blocks per warp, W warps per CTA, C CTAs per cluster splitting K; "
                 "wgmma: BT tokens per CTA)\n\n");
@@ -364,7 +462,7 @@ void bench_moe(Env& env) {
     active /= copies;
     const double us = time_us(
         [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s); }, copies, env.reps, s);
-    if (env.sweep) {
+    if (env.sweep && env.moe_sweep) {
       std::string row = "| " + std::to_string(T) + " |";
       for (int gr : {2, 4})
         for (int gw : {8, 16})
@@ -404,7 +502,7 @@ void bench_moe(Env& env) {
               double(L.expert_bytes()) / 1e6, copies);
   std::printf("| tokens | experts run | MB touched | us | GB/s | %% of copy BW | floor us |\n|---|---|---|---|---|---|---|\n");
   for (auto& row : rows) std::printf("%s\n", row.c_str());
-  if (env.sweep) {
+  if (env.sweep && env.moe_sweep) {
     std::printf("\n## MoE variants (us; gRxW: gate/up rows per warp x warps, dRxW: down)\n\n");
     for (auto& row : sweep) std::printf("%s\n", row.c_str());
   }
@@ -465,6 +563,9 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--no-gemm")) gemm = false;
     if (!std::strcmp(argv[i], "--no-moe")) moe = false;
     if (!std::strcmp(argv[i], "--no-sweep")) env.sweep = false;
+    if (!std::strcmp(argv[i], "--no-moe-sweep")) env.moe_sweep = false;
+    if (!std::strcmp(argv[i], "--shapes") && i + 1 < argc) env.shapes = parse_shapes(argv[++i]);
+    if (!std::strcmp(argv[i], "--ms") && i + 1 < argc) env.ms = parse_ints(argv[++i]);
   }
   try {
     int dev = 0, sms = 0;

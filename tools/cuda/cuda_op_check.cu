@@ -183,6 +183,16 @@ void check_linear(Rng& rng, bool quick) {
     o.wgmma_tokens = bt;
     return o;
   };
+  auto xs = [](W4A16Options o, int v) {  // the register-staged kernel
+    o.skinny_pipe = 0;
+    o.skinny_xs = v;
+    return o;
+  };
+  auto stages = [](W4A16Options o, int v) {
+    o.skinny_pipe = 1;
+    o.skinny_stages = v;
+    return o;
+  };
   const Case cases[] = {
       {opt(W4A16Path::Naive), "naive"},
       {opt(W4A16Path::Skinny), "skinny"},
@@ -191,6 +201,22 @@ void check_linear(Rng& rng, bool quick) {
       {opt(W4A16Path::Skinny, 0, 4, 16), "skinny R4 W16"},
       {opt(W4A16Path::Skinny, 0, 1, 8, 0, 2), "skinny R1 W8 cluster2"},
       {opt(W4A16Path::Skinny, 0, 2, 16, 0, 4), "skinny R2 W16 cluster4"},
+      // The pipelined kernel with 2 and 8 stages; the register-staged one (pipe 0) with x through its shared-memory
+      // ring (xs) and through 4-byte loads, whatever M; PDL off.
+      {stages(opt(W4A16Path::Skinny, 0, 2, 8), 2), "skinny pipe S2 R2 W8"},
+      {stages(opt(W4A16Path::Skinny, 0, 1, 4, 0, 2), 8), "skinny pipe S8 R1 W4 cluster2"},
+      {stages(opt(W4A16Path::Skinny, 0, 8, 8), 0), "skinny pipe R8 (M > 8) W8"},
+      {xs(opt(W4A16Path::Skinny, 0, 1, 4), 1), "skinny regs xs R1 W4"},
+      {xs(opt(W4A16Path::Skinny, 0, 4, 16), 1), "skinny regs xs R4 W16"},
+      {xs(opt(W4A16Path::Skinny, 0, 2, 8, 0, 2), 1), "skinny regs xs R2 W8 cluster2"},
+      {xs(opt(W4A16Path::Skinny, 0, 4, 8), 0), "skinny regs R4 W8"},
+      {xs(opt(W4A16Path::Skinny), 0), "skinny regs auto"},
+      {[&] {
+         W4A16Options o = opt(W4A16Path::Skinny);
+         o.pdl = false;
+         return o;
+       }(),
+       "skinny noPDL"},
       {opt(W4A16Path::Wgmma, 0, 0, 0, 64), "wgmma BT64"},
       {opt(W4A16Path::Wgmma, 0, 0, 0, 128), "wgmma BT128"},
       {opt(W4A16Path::Wgmma, 0, 0, 0, 256), "wgmma BT256"},
@@ -203,6 +229,12 @@ void check_linear(Rng& rng, bool quick) {
        }(),
        "wgmma TMA-fed"},
       {opt(W4A16Path::Wgmma, 3), "wgmma split3"},
+      {[&] {
+         W4A16Options o = opt(W4A16Path::Wgmma, 1);
+         o.wgmma_smem_epilogue = false;
+         return o;
+       }(),
+       "wgmma split1 direct stores"},
       {opt(W4A16Path::Tiled), "tiled"},
       {opt(W4A16Path::Tiled, 3), "tiled split3"},
       {opt(W4A16Path::Auto), "auto"},
@@ -237,7 +269,8 @@ void check_linear(Rng& rng, bool quick) {
         if (c.opt.path == W4A16Path::Auto) label += std::string("=") + w4a16_path_name(taken);
         if (taken == W4A16Path::Skinny) {
           const SkinnyConfig sc = w4a16_skinny_config(M, N, K, c.opt);
-          label += " (R" + std::to_string(sc.rows) + " U" + std::to_string(sc.unroll) + " W" +
+          label += std::string(" (") + (sc.pipe ? "pipe S" + std::to_string(sc.stages) + " " : sc.xs ? "xs " : "") +
+                   "R" + std::to_string(sc.rows) + " U" + std::to_string(sc.unroll) + " W" +
                    std::to_string(sc.warps) + " cluster" + std::to_string(sc.split) + ")";
         }
         if (ws_bytes) label += " (" + std::to_string(ws_bytes / (size_t(M) * N * 4)) + " K splits)";

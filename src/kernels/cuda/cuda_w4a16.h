@@ -4,11 +4,13 @@
 // Not a general GEMM: no bias, no transposes, no fp16; and no CUDA types here (streams are void*).
 //
 // Paths:
-//   Skinny (M <= 16, decode): each warp streams R row blocks (16 rows each) of its K slice straight from DRAM
-//     into registers (16-byte loads, U k tiles in flight), dequantizes with the lop3/0x4300 trick and the group
-//     scale, and runs mma.m16n8k16 with the tokens as the 8/16-wide operand; the CTA's warps split K and reduce
-//     in shared memory (fixed order: deterministic); small grids also split K over the CTAs of a cluster (DSMEM
-//     reduction). The same kernel runs the MoE's grouped expert GEMMs.
+//   Skinny (M <= 16, decode): each warp streams R row blocks (16 rows each) of its K slice, dequantizes with the
+//     lop3/0x4300 trick and the group scale, and runs mma.m16n8k16 with the tokens as the 8/16-wide operand; the
+//     CTA's warps split K and reduce in shared memory (fixed order: deterministic); small grids can also split K
+//     over the CTAs of a cluster (DSMEM reduction). Dense default: the pipelined kernel (each warp keeps S-1
+//     stages of weights + scales + x in flight through a private cp.async ring, x read back with ldmatrix),
+//     launched as a programmatic dependent (PDL) of the previous kernel. The register-staged kernel (U k tiles
+//     loaded to registers, then computed) runs the MoE's grouped expert GEMMs and stays selectable here.
 //   Wgmma (M > 16, prefill): CTA = 2 warpgroups x 64 weight rows, BT tokens (64/128/256) as wgmma's N;
 //     activations and packed weights cp.async'ed into a 5..8-stage pipeline (x tile SWIZZLE_128B = B from shared
 //     memory), weights dequantized into registers (A from registers, double-buffered: two wgmma groups in flight),
@@ -39,12 +41,27 @@ struct W4A16Options {
   // it measured slower (M=4096: 4.37 ms vs 3.89 ms on 8192x28672; M=64: 195 us vs 122 us); kept for the
   // warp-specialised version it would become.
   bool wgmma_tma = false;
+  // Wgmma without split-K: write y through shared memory in 16-byte row chunks (else 2-byte stores from the
+  // accumulator registers).
+  bool wgmma_smem_epilogue = true;
+  // Skinny: activations through a per-warp shared-memory ring + ldmatrix (1) or 4-byte global loads (0);
+  // -1 = chosen from M (the ring from M > 4, where 4-byte loads of many token rows make the kernel L1-bound).
+  int skinny_xs = -1;
+  // Skinny: launch as a programmatic dependent of the previous kernel in the stream (it starts early, prefetches
+  // its first weights into L2, and waits for that kernel before reading x or writing y).
+  bool pdl = true;
+  // Skinny: the pipelined kernel (per-warp cp.async rings, S-1 stages in flight; 1, the default when -1) or the
+  // register-staged one (0); stages of the ring (2..8; 0 = as many as fit).
+  int skinny_pipe = -1, skinny_stages = 0;
 };
 
 // The skinny configuration w4a16_linear would use (after overrides), for reports.
 struct SkinnyConfig {
   int rows = 1, unroll = 4, warps = 16;  // row blocks per warp, k tiles in flight per warp, warps per CTA
   int split = 1;                         // CTAs (one cluster) sharing a row group's K
+  bool xs = false;                       // x through the shared-memory ring (W4A16Options::skinny_xs)
+  bool pipe = false;                     // the pipelined kernel (W4A16Options::skinny_pipe)
+  int stages = 0;                        // its ring stages
 };
 SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt = {});
 

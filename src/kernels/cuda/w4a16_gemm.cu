@@ -25,7 +25,8 @@ namespace {
 
 using namespace dev;
 
-constexpr int kGroupM = 8;  // raster: consecutive CTAs walk 8 token tiles of one weight column tile (L2 reuse)
+constexpr int kGroupM = 8;
+constexpr size_t kSkinnyPipeSmemMax = 220 * 1024;  // dynamic shared memory a pipelined skinny CTA may take  // raster: consecutive CTAs walk 8 token tiles of one weight column tile (L2 reuse)
 
 // Grouped raster of a (tiles_m x tiles_n) grid flattened into blockIdx.x.
 __device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* tn) {
@@ -130,7 +131,8 @@ __global__ void __launch_bounds__(256, 1)
                        int N,
                        uint16_t* __restrict__ y,     // [M, N] bf16 (when partial == nullptr)
                        float* __restrict__ partial,  // [splits, M, N] f32 split-K partials, or nullptr
-                       int kt_per_split, int tiles_m, int tiles_n) {
+                       int kt_per_split, int tiles_m, int tiles_n,
+                       bool smem_epilogue) {  // y through shared memory in 16-byte chunks (needs 16-byte aligned y)
   using C = WgCfg<BT>;
   constexpr int S = C::kStages, D = S - 2;  // D stages in flight ahead; 2 slots for the two groups in flight
   extern __shared__ uint8_t smem_raw[];
@@ -206,6 +208,28 @@ __global__ void __launch_bounds__(256, 1)
 
   // acc[4j + e]: weight row 16*warp + g + 8(e >> 1), token 8j + 2t + (e & 1).
   const int n_lo = n0 + warp * kW4TileN + g;
+  if (!partial && smem_epilogue) {
+    // Through shared memory (free now: every copy landed, every wgmma retired): [BT][128 + 8] bf16, the 16-byte
+    // pad keeping the 2-byte writes conflict-free, then whole 16-byte row chunks to y. Direct 2-byte stores
+    // leave y in partial sectors (8 rows x 16 bytes per warp store): on the short-K shapes (K = 2048: 32 k tiles
+    // per CTA) the store tail of each CTA shows.
+    constexpr int kLd = C::kRows + 8;
+    uint16_t* tile = reinterpret_cast<uint16_t*>(smem);
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < BT / 8; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        tile[(8 * j + 2 * t + (e & 1)) * kLd + warp * kW4TileN + g + 8 * (e >> 1)] = f32_to_bf16_bits(acc[4 * j + e]);
+    __syncthreads();
+    const int n_chunks = min(C::kRows, N - n0) / 8;  // N % 16 == 0: chunks are whole
+    for (int c = tid; c < BT * (C::kRows / 8); c += C::kThreads) {
+      const int r = c / (C::kRows / 8), ch = c % (C::kRows / 8), m = m0 + r;
+      if (m < M && ch < n_chunks)
+        *reinterpret_cast<uint4*>(y + size_t(m) * N + n0 + ch * 8) = *reinterpret_cast<const uint4*>(tile + r * kLd + ch * 8);
+    }
+    return;
+  }
 #pragma unroll
   for (int j = 0; j < BT / 8; j++)
 #pragma unroll
@@ -550,7 +574,7 @@ bool make_x_map(CUtensorMap* map, const uint16_t* x, int M, int K, int BT) {
 
 template <int BT>
 void launch_wgmma(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
-                  const SplitPlan& p, cudaStream_t s, bool allow_tma) {
+                  const SplitPlan& p, cudaStream_t s, bool allow_tma, bool smem_epilogue) {
   CUtensorMap map;
   if (allow_tma && make_x_map(&map, x, M, K, BT)) {
     static std::atomic<uint64_t> done_tma{0};
@@ -565,9 +589,10 @@ void launch_wgmma(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_
   static std::atomic<uint64_t> done{0};
   ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT>), WgCfg<BT>::kSmemBytes, done);
   const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
+  const bool smem_epi = smem_epilogue && reinterpret_cast<uintptr_t>(y) % 16 == 0;
   w4a16_wgmma_kernel<BT><<<grid, WgCfg<BT>::kThreads, WgCfg<BT>::kSmemBytes, s>>>(
       x, M, K, reinterpret_cast<const uint4*>(w.packed), reinterpret_cast<const uint4*>(w.scales), w.n_out, y,
-      partial, p.kt_per_split, p.tiles_m, p.tiles_n);
+      partial, p.kt_per_split, p.tiles_m, p.tiles_n, smem_epi);
   STRATA_CUDA_CHECK_LAUNCH();
 }
 
@@ -582,34 +607,100 @@ void launch_tiled(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_
   STRATA_CUDA_CHECK_LAUNCH();
 }
 
-template <int MT, int R, int U = skinny_unroll(MT, R)>
+template <int MT, int R, bool XS, int U = skinny_unroll(MT, R)>
 void launch_skinny_dense(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
   static std::atomic<uint64_t> done{0};
-  auto kernel = w4a16_skinny_kernel<MT, R, U, kOutBf16>;
-  ensure_smem(reinterpret_cast<const void*>(kernel), int(skinny_smem_bytes(MT, R, 16)), done);
+  auto kernel = w4a16_skinny_kernel<MT, R, U, kOutBf16, XS>;
+  ensure_smem(reinterpret_cast<const void*>(kernel), int(skinny_smem_bytes(MT, R, 16, XS, U)), done);
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(unsigned(n_blocks / R), 1, unsigned(c.split));
   cfg.blockDim = dim3(unsigned(c.warps * 32));
-  cfg.dynamicSmemBytes = skinny_smem_bytes(MT, R, c.warps);
+  cfg.dynamicSmemBytes = skinny_smem_bytes(MT, R, c.warps, XS, U);
   cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = unsigned(c.split);
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  if (c.split > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = 1;
+    attr[n].val.clusterDim.y = 1;
+    attr[n].val.clusterDim.z = unsigned(c.split);
+    n++;
+  }
+  if (a.pdl) {  // may start before the previous kernel in the stream ends; the kernel waits before touching x / y
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    n++;
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = c.split > 1 ? 1 : 0;
+  cfg.numAttrs = unsigned(n);
   STRATA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
+}
+
+template <int MT, bool XS>
+void launch_skinny_rows(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
+  if (c.rows == 4)
+    launch_skinny_dense<MT, 4, XS>(a, n_blocks, c, s);
+  else if (c.rows == 2)
+    launch_skinny_dense<MT, 2, XS>(a, n_blocks, c, s);
+  else
+    launch_skinny_dense<MT, 1, XS>(a, n_blocks, c, s);
+}
+
+template <int MT, int R, int S>
+void launch_skinny_pipe(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
+  static std::atomic<uint64_t> done{0};
+  auto kernel = w4a16_skinny_pipe_kernel<MT, R, S>;
+  ensure_smem(reinterpret_cast<const void*>(kernel), int(kSkinnyPipeSmemMax), done);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(n_blocks / R), 1, unsigned(c.split));
+  cfg.blockDim = dim3(unsigned(c.warps * 32));
+  cfg.dynamicSmemBytes = skinny_pipe_smem_bytes(MT, R, c.warps, S);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  if (c.split > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = 1;
+    attr[n].val.clusterDim.y = 1;
+    attr[n].val.clusterDim.z = unsigned(c.split);
+    n++;
+  }
+  if (a.pdl) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    n++;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = unsigned(n);
+  STRATA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
+}
+
+template <int MT, int R>
+void launch_skinny_pipe_s(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
+  switch (c.stages) {
+    case 8: return launch_skinny_pipe<MT, R, 8>(a, n_blocks, c, s);
+    case 6: return launch_skinny_pipe<MT, R, 6>(a, n_blocks, c, s);
+    case 4: return launch_skinny_pipe<MT, R, 4>(a, n_blocks, c, s);
+    case 3: return launch_skinny_pipe<MT, R, 3>(a, n_blocks, c, s);
+    default: return launch_skinny_pipe<MT, R, 2>(a, n_blocks, c, s);
+  }
 }
 
 template <int MT>
 void launch_skinny_mt(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
-  if (c.rows == 4)
-    launch_skinny_dense<MT, 4>(a, n_blocks, c, s);
-  else if (c.rows == 2)
-    launch_skinny_dense<MT, 2>(a, n_blocks, c, s);
+  if (c.pipe) {
+    if constexpr (MT == 2)
+      if (c.rows == 8) return launch_skinny_pipe_s<MT, 8>(a, n_blocks, c, s);
+    if (c.rows == 4)
+      launch_skinny_pipe_s<MT, 4>(a, n_blocks, c, s);
+    else if (c.rows == 2)
+      launch_skinny_pipe_s<MT, 2>(a, n_blocks, c, s);
+    else
+      launch_skinny_pipe_s<MT, 1>(a, n_blocks, c, s);
+  } else if (c.xs)
+    launch_skinny_rows<MT, true>(a, n_blocks, c, s);
   else
-    launch_skinny_dense<MT, 1>(a, n_blocks, c, s);
+    launch_skinny_rows<MT, false>(a, n_blocks, c, s);
 }
 
 }  // namespace
@@ -627,32 +718,61 @@ int device_sm_count() {
 SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
   const int n_blocks = N / kW4TileN, k_tiles = K / kW4TileK, sms = device_sm_count();
   SkinnyConfig c;
-  // Rows per warp R (x fragments are reused across them: x traffic from L2 shrinks by R), warps per CTA W (they
-  // split K) and CTAs per cluster C (they split K further). Rules read off the H100 sweep (bench results):
-  //   M <= 8:  R2 while that leaves >= 1.5 CTAs per SM (28672x8192, 7168x2048), else R4 while >= 0.8 (8192x28672),
-  //            else R1 (2048x7168);
-  //   M > 8:   R4 while >= 0.8 CTAs per SM, else R2 with C = SMs / CTAs clusters (2048x7168: R2 W16 C2);
-  //   W = 8 (two CTAs resident per SM) when the grid has >= 1.5 CTAs per SM, else 16.
+  c.pipe = opt.skinny_pipe != 0;
   auto fits = [&](int r, int num, int den) { return n_blocks % r == 0 && (n_blocks / r) * den >= sms * num; };
   c.rows = 1;
   c.split = 1;
-  if (M <= 8) {
-    c.rows = fits(2, 3, 2) ? 2 : fits(4, 4, 5) ? 4 : 1;
-  } else if (fits(4, 4, 5)) {
-    c.rows = 4;
-  } else if (n_blocks % 2 == 0) {
-    c.rows = 2;
-    c.split = std::max(1, std::min(4, sms / std::max(1, n_blocks / 2)));
+  if (c.pipe) {
+    // Pipelined kernel, rules read off the H200 sweep (bench results; the same for M = 1..16):
+    //   R4 while that leaves >= 0.8 CTAs per SM and K has >= 64 k tiles (8192x28672, 28672x8192), else R2 while
+    //   >= 0.8 (7168x2048: short K wants more CTAs), else R1 (2048x7168); no cluster split (it lost everywhere);
+    //   R8 at M > 8 when it still leaves >= 0.8 CTAs per SM and K is long (x is re-read from L2 once per R row
+    //   blocks: at R4 and 16 tokens the x bytes per stage almost equal the weight bytes).
+    c.rows = fits(4, 4, 5) && k_tiles >= 64 ? 4 : fits(2, 4, 5) ? 2 : 1;
+    if (M > 8 && fits(8, 4, 5) && k_tiles >= 64) c.rows = 8;
+  } else {
+    // Register-staged kernel. Rows per warp R (x fragments are reused across them: x traffic from L2 shrinks by
+    // R), warps per CTA W (they split K) and CTAs per cluster C (they split K further). Rules read off the H100
+    // sweep: M <= 8: R2 while that leaves >= 1.5 CTAs per SM, else R4 while >= 0.8, else R1; M > 8: R4 while
+    // >= 0.8 CTAs per SM, else R2 with C = SMs / CTAs clusters; W = 8 when the grid has >= 1.5 CTAs per SM.
+    if (M <= 8) {
+      c.rows = fits(2, 3, 2) ? 2 : fits(4, 4, 5) ? 4 : 1;
+    } else if (fits(4, 4, 5)) {
+      c.rows = 4;
+    } else if (n_blocks % 2 == 0) {
+      c.rows = 2;
+      c.split = std::max(1, std::min(4, sms / std::max(1, n_blocks / 2)));
+    }
   }
-  if (opt.skinny_rows == 1 || ((opt.skinny_rows == 2 || opt.skinny_rows == 4) && n_blocks % opt.skinny_rows == 0))
+  if (opt.skinny_rows == 1 || ((opt.skinny_rows == 2 || opt.skinny_rows == 4) && n_blocks % opt.skinny_rows == 0) ||
+      (opt.skinny_rows == 8 && c.pipe && M > 8 && n_blocks % 8 == 0))
     c.rows = opt.skinny_rows;
-  c.unroll = skinny_unroll(M <= 8 ? 1 : 2, c.rows);
+  c.unroll = skinny_unroll(M <= 8 ? 1 : 2, std::min(c.rows, 4));
   const int ctas = n_blocks / c.rows;
   c.warps = 2 * ctas >= 3 * sms ? 8 : 16;
   while (c.warps > 4 && k_tiles < c.warps) c.warps /= 2;
   if (opt.skinny_warps == 4 || opt.skinny_warps == 8 || opt.skinny_warps == 16) c.warps = opt.skinny_warps;
+  // The R = 8 kernel is built for <= 256 threads; with >= 1.5 CTAs per SM, 4 warps measured best (28672x8192
+  // M = 16: W4 50.4 us, W8 52.4 us on the H200).
+  if (c.rows == 8) c.warps = 2 * ctas >= 3 * sms ? 4 : 8;
   if (opt.skinny_split == 1 || opt.skinny_split == 2 || opt.skinny_split == 4) c.split = opt.skinny_split;
   c.split = std::max(1, std::min(c.split, k_tiles / c.warps));
+  c.xs = M > 4;
+  if (opt.skinny_xs == 0 || opt.skinny_xs == 1) c.xs = opt.skinny_xs == 1;
+  if (c.pipe) {
+    // Stages: as many as fit the CTA's share of shared memory (two CTAs per SM at W <= 8, one at W = 16).
+    const int mt = M <= 8 ? 1 : 2;
+    const size_t budget = c.warps >= 16 ? kSkinnyPipeSmemMax : kSkinnyPipeSmemMax / 2;
+    c.stages = 2;
+    for (int st : {3, 4, 6, 8})
+      if (skinny_pipe_smem_bytes(mt, c.rows, c.warps, st) <= budget) c.stages = st;
+    if (opt.skinny_stages >= 2 && opt.skinny_stages <= 8)
+      c.stages = opt.skinny_stages == 5 ? 4 : opt.skinny_stages == 7 ? 6 : opt.skinny_stages;
+    while (c.stages > 2 && skinny_pipe_smem_bytes(mt, c.rows, c.warps, c.stages) > kSkinnyPipeSmemMax)
+      c.stages = c.stages == 8 ? 6 : c.stages == 6 ? 4 : c.stages - 1;
+    while (c.warps > 4 && skinny_pipe_smem_bytes(mt, c.rows, c.warps, c.stages) > kSkinnyPipeSmemMax) c.warps /= 2;
+    c.split = std::max(1, std::min(c.split, k_tiles / c.warps));
+  }
   return c;
 }
 
@@ -703,6 +823,7 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
       a.ws = reinterpret_cast<const uint2*>(w.scales);
       a.y = y;
       a.ldy = N;
+      a.pdl = opt.pdl;
       if (M <= 8)
         launch_skinny_mt<1>(a, N / kW4TileN, c, s);
       else
@@ -719,13 +840,13 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
         launch_tiled(x, M, K, w, y, partial, p, s);
       } else {
         const int bt = wgmma_tokens(M, opt);
-        const bool tma = opt.wgmma_tma;
+        const bool tma = opt.wgmma_tma, epi = opt.wgmma_smem_epilogue;
         if (bt == 256)
-          launch_wgmma<256>(x, M, K, w, y, partial, p, s, tma);
+          launch_wgmma<256>(x, M, K, w, y, partial, p, s, tma, epi);
         else if (bt == 128)
-          launch_wgmma<128>(x, M, K, w, y, partial, p, s, tma);
+          launch_wgmma<128>(x, M, K, w, y, partial, p, s, tma, epi);
         else
-          launch_wgmma<64>(x, M, K, w, y, partial, p, s, tma);
+          launch_wgmma<64>(x, M, K, w, y, partial, p, s, tma, epi);
       }
       if (partial) {
         const size_t n4 = size_t(M) * size_t(N) / 4;

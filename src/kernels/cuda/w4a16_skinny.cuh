@@ -1,5 +1,5 @@
-// The skinny W4A16 kernel (few tokens per weight: decode GEMV and the MoE's per-expert GEMMs), shared by
-// w4a16_gemm.cu (dense) and w4a16_moe.cu (grouped over the active experts, gather of x rows, fused SiLU*up).
+// The skinny W4A16 kernels (few tokens per weight): the register-staged one, shared by w4a16_gemm.cu (dense) and
+// w4a16_moe.cu (grouped over the active experts, gather of x rows, fused SiLU*up), and the pipelined dense one.
 // Not a public header: CUDA only, included by the .cu files of this folder.
 //
 // Grid: x = row groups of R row blocks (16R weight rows), y = expert slot (grouped) or 1, z = K split (dense:
@@ -8,6 +8,13 @@
 // tiles in flight, then one fixed-order reduction of the W partial sums in shared memory, and across the
 // cluster's CTAs through distributed shared memory (rank 0 writes the output).
 // Tokens run in chunks of 8*MT (mma n = 8 per chunk tile); a chunk re-streams the weights (grouped only).
+// XS: the activation (B) fragments come through a per-warp shared-memory ring (16-byte cp.async of whole x rows,
+// then ldmatrix) instead of 4-byte global loads: a 4-byte load of 8 token rows touches 8 cache lines, so at 16
+// tokens the x loads were ~85% of the L1 wavefronts per k tile (the M=16 kernel was L1-bound); the ring cuts
+// them ~4x. Per-warp (no CTA barrier): only __syncwarp and cp.async.wait_group order it.
+// PDL (dense only, a.pdl): the kernel lets the next launch in the stream start early (griddepcontrol), and
+// prefetches its first k tiles' weights into L2 before waiting for the previous kernel (x and y are touched only
+// after the wait; the weights are constant), so a chain of decode GEMMs overlaps one's tail with the next's ramp.
 #pragma once
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
@@ -45,20 +52,48 @@ struct SkinnyArgs {
   const int* x_rows = nullptr;  // grouped: [rows] x row of each permuted row (nullptr: the permuted row itself)
   void* y = nullptr;            // output rows (dense: token m; grouped: permuted row), row stride ldy
   int ldy = 0;
+  bool pdl = false;             // dense only: launched as a programmatic dependent (see the header)
 };
 
-template <int MT, int R, int U, int OUT>
+__device__ __forceinline__ void pdl_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+// Bytes of one warp's x ring: U k tiles x 8*MT token rows x 128 bytes.
+__host__ __device__ constexpr int skinny_xs_warp_bytes(int mt, int u) { return u * 8 * mt * 128; }
+
+template <int MT, int R, int U, int OUT, bool XS = false>
 __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
-  extern __shared__ float red[];  // [W][R * MT * 4][32], then res [R * MT * 4][32]
+  extern __shared__ float red[];  // [W][R * MT * 4][32], then res [R * MT * 4][32], then (XS) the x rings
   using namespace dev;
   constexpr int kVals = R * MT * 4;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
   const int n_split = gridDim.z, kw = blockIdx.z * n_warps + warp, kw_total = n_split * n_warps;
   float* res = red + size_t(n_warps) * kVals * 32;
+  const uint32_t xring = smem_addr(res + kVals * 32) + uint32_t(warp * skinny_xs_warp_bytes(MT, U));
   const int g = lane >> 2, t = lane & 3;
   const uint4* wq = a.wq;
   const uint2* ws = a.ws;
   int n_tok = a.M, row0 = 0;
+  const int nb0 = blockIdx.x * R;
+  const int k_tiles = a.K / kW4TileK;
+  if (a.pdl) {
+    pdl_launch_dependents();
+    // The first round of this warp's weight tiles (one 128-byte line per 8 lanes) and scales into L2 while the
+    // previous kernel finishes; the loop below re-reads them from L2.
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int kt = kw + u * kw_total;
+      if (kt < k_tiles && (lane & 7) == 0)
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+          const size_t tile = size_t(nb0 + i) * size_t(k_tiles) + size_t(kt);
+          prefetch_l2(wq + tile * 32 + lane);
+          if (lane == 0) prefetch_l2(ws + tile * 8);
+        }
+    }
+    pdl_wait();  // x (the previous kernel's output) and y (maybe still read by it) only from here on
+  }
   if (a.plan.active) {
     const int slot = blockIdx.y;
     if (slot >= *a.plan.n_active) return;
@@ -68,8 +103,6 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
     n_tok = a.plan.count[e];
     row0 = a.plan.offset[e];
   }
-  const int nb0 = blockIdx.x * R;
-  const int k_tiles = a.K / kW4TileK;
 
   for (int c0 = 0; c0 < n_tok; c0 += 8 * MT) {
     const uint16_t* xp[MT];
@@ -82,6 +115,19 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
       if (a.x_rows) src = a.x_rows[src];
       xp[j] = a.x + size_t(src) * a.ldx + 2 * t;
     }
+    // XS: lane l copies 16-byte chunk l%8 of token rows l/8 + 4i (i < 2MT) of each k tile; rows past the chunk's
+    // tokens are zero-filled. Stored with the 128-byte swizzle so that ldmatrix reads are conflict-free.
+    constexpr int kXsRows = XS ? 2 * MT : 1;
+    const uint16_t* xsrc[kXsRows];
+    if constexpr (XS) {
+#pragma unroll
+      for (int i = 0; i < kXsRows; i++) {
+        const int m = c0 + (lane >> 3) + 4 * i;
+        int src = row0 + (m < n_tok ? m : 0);
+        if (a.x_rows) src = a.x_rows[src];
+        xsrc[i] = m < n_tok ? a.x + size_t(src) * a.ldx + (lane & 7) * 8 : nullptr;
+      }
+    }
     float acc[R][MT][4];
 #pragma unroll
     for (int i = 0; i < R; i++)
@@ -93,7 +139,22 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
     for (int kt0 = kw; kt0 < k_tiles; kt0 += kw_total * U) {
       uint4 wv[U][R];
       uint2 sv[U][R];
-      uint32_t xb[U][MT][8];
+      uint32_t xb[XS ? 1 : U][MT][8];
+      if constexpr (XS) {
+        __syncwarp();  // the previous round's ldmatrix reads of the ring are done
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+          const int kt = kt0 + u * kw_total;
+          if (kt < k_tiles)  // warp-uniform
+#pragma unroll
+            for (int i = 0; i < kXsRows; i++) {
+              const int r = (lane >> 3) + 4 * i;
+              cp_async16_s(xring + u * (8 * MT * 128) + sw128(r, lane & 7),
+                           xsrc[i] ? xsrc[i] + size_t(kt) * kW4TileK : a.x, xsrc[i] != nullptr);
+            }
+        }
+        cp_async_commit();
+      }
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int kt = kt0 + u * kw_total;
@@ -104,15 +165,30 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
           wv[u][i] = live ? ldg_stream(wq + tile * 32 + lane) : make_uint4(0, 0, 0, 0);
           sv[u][i] = live ? __ldg(ws + tile * 8 + g) : make_uint2(0, 0);
         }
+        if constexpr (!XS)
 #pragma unroll
-        for (int j = 0; j < MT; j++)
+          for (int j = 0; j < MT; j++)
 #pragma unroll
-          for (int q = 0; q < 8; q++)  // q = 2 * step + half: x[m][64kt + 16 step + 8 half + 2t, +1]
-            xb[u][j][q] = live && xv[j] ? ldg_u32(xp[j] + size_t(kt) * kW4TileK + 8 * q) : 0u;
+            for (int q = 0; q < 8; q++)  // q = 2 * step + half: x[m][64kt + 16 step + 8 half + 2t, +1]
+              xb[u][j][q] = live && xv[j] ? ldg_u32(xp[j] + size_t(kt) * kW4TileK + 8 * q) : 0u;
+      }
+      if constexpr (XS) {
+        cp_async_wait<0>();
+        __syncwarp();  // every lane's chunks have landed
       }
 #pragma unroll
       for (int u = 0; u < U; u++) {
         if (kt0 + u * kw_total >= k_tiles) break;  // warp-uniform: mma needs the whole warp
+        const int ub = XS ? 0 : u;
+        if constexpr (XS) {
+          // ldmatrix x4 P of token tile j: matrices = 16-byte chunks 4P..4P+3 of rows 8j..8j+7 -> b0/b1 of steps
+          // 2P and 2P+1 (the same registers the 4-byte loads fill: q = 2 * step + half).
+#pragma unroll
+          for (int j = 0; j < MT; j++)
+#pragma unroll
+            for (int P = 0; P < 2; P++)
+              ldmatrix_x4(&xb[0][j][4 * P], xring + u * (8 * MT * 128) + sw128(8 * j + (lane & 7), 4 * P + (lane >> 3)));
+        }
 #pragma unroll
         for (int st = 0; st < 4; st++) {
 #pragma unroll
@@ -121,7 +197,7 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
             scale_pairs(sv[u][i], st >> 1, &lo2, &hi2);
             dequant_scaled(word_of(wv[u][i], st), lo2, hi2, av);
 #pragma unroll
-            for (int j = 0; j < MT; j++) mma_16816(acc[i][j], av, xb[u][j][2 * st], xb[u][j][2 * st + 1]);
+            for (int j = 0; j < MT; j++) mma_16816(acc[i][j], av, xb[ub][j][2 * st], xb[ub][j][2 * st + 1]);
           }
         }
       }
@@ -185,10 +261,170 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Pipelined skinny kernel (dense, M <= 8*MT, bf16 out): the same warp/CTA/cluster split of K and the same
+// reduction, but every warp streams its k tiles through a private S-stage cp.async ring in shared memory (R weight
+// tiles + their scales + the 8*MT x rows per stage) and keeps S-1 stages in flight while it computes one, as Marlin
+// does. The register-staged kernel above loads U tiles, waits, computes and only then loads again, so each warp's
+// memory stream stops while it computes: on the H200 it tops out near 2.8 TB/s whatever the shape. A stage is
+// read back with lds.128 (weights), lds.64 (scales) and ldmatrix (x, 128-byte swizzle: conflict-free).
+// PDL: the weight copies of the first S-1 stages go out before griddepcontrol.wait, the x copies after it; each
+// is its own commit group, so "stage i landed" is always cp.async.wait_group S-2 (groups: W0..W(S-2), X0..X(S-2),
+// then one per later stage: stage i's last group has index S-1+i).
+// ---------------------------------------------------------------------------------------------
+
+template <int MT, int R>
+struct PipeStage {
+  static constexpr int kW = R * 512, kS = R * 64, kX = 8 * MT * 128;
+  static constexpr int kBytes = kW + kS + kX;
+};
+
+__host__ __device__ constexpr size_t skinny_pipe_smem_bytes(int mt, int rows, int warps, int stages) {
+  const size_t ring = size_t(warps) * stages * (rows * 576 + 8 * mt * 128);
+  const size_t red = size_t(warps) * rows * mt * 4 * 32 * 4;
+  return (ring > red ? ring : red) + size_t(rows) * mt * 4 * 32 * 4;
+}
+
+// R = 8 (M > 8 only) needs more than 128 registers: at most 8 warps.
+template <int MT, int R, int S>
+__global__ void __launch_bounds__(R >= 8 ? 256 : 512) w4a16_skinny_pipe_kernel(SkinnyArgs a) {
+  extern __shared__ __align__(128) float smem_f[];  // rings (then, aliased, red [W][kVals][32]); res [kVals][32]
+  using namespace dev;
+  using St = PipeStage<MT, R>;
+  constexpr int kVals = R * MT * 4;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  const int n_split = gridDim.z, kw = blockIdx.z * n_warps + warp, kw_total = n_split * n_warps;
+  const size_t ring_bytes = size_t(n_warps) * S * St::kBytes, red_bytes = size_t(n_warps) * kVals * 32 * 4;
+  float* red = smem_f;
+  float* res = smem_f + (ring_bytes > red_bytes ? ring_bytes : red_bytes) / 4;
+  const uint32_t ring = smem_addr(smem_f) + uint32_t(warp * S * St::kBytes);
+  const int g = lane >> 2;
+  const int nb0 = blockIdx.x * R, k_tiles = a.K / kW4TileK;
+  const int n_it = kw < k_tiles ? (k_tiles - 1 - kw) / kw_total + 1 : 0;  // this warp's k tiles
+
+  // Per-lane copy sources at k tile 0: weight chunk `lane` of each row block, scale chunk lane%4 of row block
+  // lane/4 (lanes < 4R), x chunk lane%8 of token rows lane/8 + 4j (j < 2MT; nullptr: past M, zero-filled).
+  const uint4* wsrc = a.wq + size_t(nb0) * k_tiles * 32 + lane;
+  const uint4* ssrc = reinterpret_cast<const uint4*>(a.ws) + size_t(nb0 + (lane >> 2) % R) * k_tiles * 4 + (lane & 3);
+  const uint32_t sdst = uint32_t(St::kW + ((lane >> 2) % R) * 64 + (lane & 3) * 16);
+  auto load_w = [&](int it) {
+    const int kt = kw + it * kw_total;
+    const uint32_t st = ring + uint32_t((it % S) * St::kBytes);
+    if (it < n_it) {
+#pragma unroll
+      for (int i = 0; i < R; i++) cp_async16_s(st + i * 512 + lane * 16, wsrc + (size_t(i) * k_tiles + kt) * 32, true);
+      if (lane < 4 * R) cp_async16_s(st + sdst, ssrc + size_t(kt) * 4, true);
+    }
+  };
+  const uint16_t* xsrc[2 * MT];
+#pragma unroll
+  for (int j = 0; j < 2 * MT; j++) {
+    const int m = (lane >> 3) + 4 * j;
+    xsrc[j] = m < a.M ? a.x + size_t(m) * a.ldx + (lane & 7) * 8 : nullptr;
+  }
+  auto load_x = [&](int it) {
+    const int kt = kw + it * kw_total;
+    const uint32_t st = ring + uint32_t((it % S) * St::kBytes + St::kW + St::kS);
+    if (it < n_it)
+#pragma unroll
+      for (int j = 0; j < 2 * MT; j++)
+        cp_async16_s(st + sw128((lane >> 3) + 4 * j, lane & 7), xsrc[j] ? xsrc[j] + size_t(kt) * kW4TileK : a.x,
+                     xsrc[j] != nullptr);
+  };
+
+  if (a.pdl) pdl_launch_dependents();
+#pragma unroll
+  for (int s = 0; s < S - 1; s++) {
+    load_w(s);
+    cp_async_commit();
+  }
+  if (a.pdl) pdl_wait();  // x (the previous kernel's output) and y only from here on; the weights are constant
+#pragma unroll
+  for (int s = 0; s < S - 1; s++) {
+    load_x(s);
+    cp_async_commit();
+  }
+
+  float acc[R][MT][4];
+#pragma unroll
+  for (int i = 0; i < R; i++)
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+
+  for (int it = 0; it < n_it; it++) {
+    cp_async_wait<S - 2>();
+    __syncwarp();  // every lane's copies of stage it have landed; every lane is done reading stage it-1's slot
+    load_w(it + S - 1);
+    load_x(it + S - 1);
+    cp_async_commit();
+    const uint32_t st = ring + uint32_t((it % S) * St::kBytes);
+    uint32_t xb[MT][8];
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+      for (int P = 0; P < 2; P++)
+        ldmatrix_x4(&xb[j][4 * P], st + St::kW + St::kS + sw128(8 * j + (lane & 7), 4 * P + (lane >> 3)));
+#pragma unroll
+    for (int i = 0; i < R; i++) {
+      const uint4 wv = lds128(st + i * 512 + lane * 16);
+      const uint2 sv = lds64(st + St::kW + i * 64 + g * 8);
+#pragma unroll
+      for (int stp = 0; stp < 4; stp++) {
+        uint32_t lo2, hi2, av[4];
+        scale_pairs(sv, stp >> 1, &lo2, &hi2);
+        dequant_scaled(word_of(wv, stp), lo2, hi2, av);
+#pragma unroll
+        for (int j = 0; j < MT; j++) mma_16816(acc[i][j], av, xb[j][2 * stp], xb[j][2 * stp + 1]);
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // Reduce the warps' K slices (red aliases the rings: every warp must be done with its ring first).
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < R; i++)
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) red[(size_t(warp) * kVals + (i * MT + j) * 4 + c) * 32 + lane] = acc[i][j][c];
+  __syncthreads();
+  for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
+    float v = 0.f;
+    for (int w = 0; w < n_warps; w++) v += red[size_t(w) * kVals * 32 + e];
+    res[e] = v;
+  }
+  if (n_split > 1) {
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    if (cluster.block_rank() == 0)
+      for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
+        float v = res[e];
+        for (int r = 1; r < n_split; r++) v += cluster.map_shared_rank(res, r)[e];
+        res[e] = v;
+      }
+    cluster.sync();
+    if (cluster.block_rank() != 0) return;
+  } else {
+    __syncthreads();
+  }
+  for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
+    const int v = e >> 5, l = e & 31, i = v / (MT * 4), j = (v >> 2) % MT, c = v & 3;
+    const int m = 8 * j + 2 * (l & 3) + (c & 1);
+    const int n = (nb0 + i) * 16 + (l >> 2) + 8 * (c >> 1);
+    if (m < a.M) static_cast<uint16_t*>(a.y)[size_t(m) * a.ldy + n] = f32_to_bf16_bits(res[e]);
+  }
+}
+
 // k tiles in flight per warp: 4, or 2 where R row blocks x MT token tiles would spill registers at 4.
 constexpr int skinny_unroll(int mt, int rows) { return rows * mt >= 4 ? 2 : 4; }
 
-// Dynamic shared memory of one launch.
-constexpr size_t skinny_smem_bytes(int mt, int rows, int warps) { return size_t(warps + 1) * rows * mt * 4 * 32 * 4; }
+// Dynamic shared memory of one launch (xs: with the per-warp x rings of u k tiles).
+constexpr size_t skinny_smem_bytes(int mt, int rows, int warps, bool xs = false, int u = 0) {
+  return size_t(warps + 1) * rows * mt * 4 * 32 * 4 + (xs ? size_t(warps) * skinny_xs_warp_bytes(mt, u) : 0);
+}
 
 }  // namespace strata::cuda
