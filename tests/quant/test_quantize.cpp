@@ -4,6 +4,7 @@
 // Not the compressed-tensors interop check (tools/quant/ct_interop.py, needs PyTorch).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include "quant/export.h"
 #include "quant/gptq.h"
 #include "quant/int4_format.h"
+#include "quant/perplexity.h"
 #include "quant/quantize.h"
 #include "test_util.h"
 
@@ -298,6 +300,34 @@ TEST(QuantizeCheckpoint, ShardedOutputReadsBackAsTheSingleFile) {
     EXPECT_NEAR(test::rel_err(reinterpret_cast<const float*>(tb.data), wa.data(), wa.size()), t.rel_err, 1e-6)
         << t.module;
   }
+}
+
+TEST(Perplexity, MatchesTheReferenceLogitsOfAFixturePrompt) {
+  // One chunk of the whole 50-token prompt: positions 25..48 scored against the HF logits.
+  const auto fx = test::manifest();
+  const auto it = std::find_if(fx.begin(), fx.end(), [](const test::FixtureCase& c) { return c.name == "llama"; });
+  ASSERT_NE(it, fx.end());
+  TensorStore ref = TensorStore::open(it->reference);
+  const std::vector<int> ids = test::read_i32(ref, "prompt_2.input_ids");
+  const std::vector<float> logits = test::read_f32(ref, "prompt_2.logits");
+  auto model = Model::load(it->model_dir);
+  const int T = int(ids.size()), V = model->config().n_vocab;
+  double nll = 0;
+  int n = 0;
+  for (int i = T / 2; i < T - 1; i++, n++) {
+    const float* row = &logits[size_t(i) * V];
+    double mx = row[0], z = 0;
+    for (int v = 0; v < V; v++) mx = std::max(mx, double(row[v]));
+    for (int v = 0; v < V; v++) z += std::exp(double(row[v]) - mx);
+    nll -= double(row[ids[size_t(i + 1)]]) - mx - std::log(z);
+  }
+  PerplexityOptions po;
+  po.ctx = T;
+  po.progress = false;
+  const PerplexityResult r = perplexity(*model, ids, po);
+  EXPECT_EQ(r.n_chunks, 1);
+  EXPECT_EQ(r.scored, n);
+  EXPECT_NEAR(r.ppl, std::exp(nll / n), 1e-4 * std::exp(nll / n));
 }
 
 }  // namespace
