@@ -136,7 +136,8 @@ struct Server::Impl {
   std::shared_ptr<Mailbox> mail = std::make_shared<Mailbox>();
   int listen_fd = -1, ep = -1, bound_port = 0;
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns;
-  uint64_t next_conn = 2, id_salt = 0, next_req = 0;
+  uint64_t next_conn = 2, id_salt = 0;
+  std::atomic<uint64_t> next_req{0};  // bumped by workers
   std::atomic<bool> draining{false};
   Clock::time_point drain_deadline;
 
@@ -286,7 +287,7 @@ Mailbox::Outcome Server::Impl::generation(const HttpRequest& req, Endpoint ep) {
       if (depth > 64) throw ApiError(400, "the JSON body is nested more than 64 levels deep", "", "invalid_json");
       return true;
     });
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     // nlohmann refuses ill-formed UTF-8 inside strings here too (error 101).
     throw ApiError(400, std::string("the body is not valid JSON: ") + e.what(), "", "invalid_json");
   }
@@ -653,13 +654,17 @@ void Server::Impl::start_job(Conn& c, std::shared_ptr<Job> job) {
   if (job->req.stream) {
     queue_out(c, http_stream_head(200, "text/event-stream; charset=utf-8", job->chunked, job->keep_alive));
     job->head_sent = true;
-    if (job->req.endpoint == Endpoint::Chat) {
-      for (const auto& s : job->streams) {
-        ChoiceResult d;
-        d.index = s->total().index;
-        std::string ev = sse_event(chat_chunk(job->id, job->created, job->req.model, d, false, "", true));
-        queue_out(c, job->chunked ? http_chunk(ev) : ev);
+    for (const auto& s : job->streams) {
+      ChoiceResult d;
+      d.index = s->total().index;
+      std::string ev;
+      if (job->req.endpoint == Endpoint::Chat) {
+        ev = sse_event(chat_chunk(job->id, job->created, job->req.model, d, false, "", true));
+      } else if (job->req.echo) {
+        d.text = job->req.prompt_texts[size_t(d.index / job->req.n)];
+        ev = sse_event(completion_chunk(job->id, job->created, job->req.model, d, false, ""));
       }
+      if (!ev.empty()) queue_out(c, job->chunked ? http_chunk(ev) : ev);
     }
     flush(c);
   }
