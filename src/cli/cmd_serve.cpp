@@ -47,6 +47,13 @@ std::string default_model_name(std::string path) {
 int cmd_serve(const Args& a) {
   const std::string path = model_path_or_default(a);
   ModelText text = load_model_text(path, a.get("tokenizer", ""));
+  if (a.has("chat-template")) {
+    // A .jinja file, or a tokenizer directory / tokenizer_config.json (with its special tokens).
+    const std::string t = a.get("chat-template", "");
+    const bool jinja = t.size() > 6 && t.compare(t.size() - 6, 6, ".jinja") == 0;
+    text.chat_template = jinja ? ChatTemplate::from_file(t) : ChatTemplate::from_tokenizer_config(t);
+    text.has_chat_template = true;
+  }
   std::shared_ptr<Model> model = Model::load(path);
   const int model_ctx = model->config().max_position_embeddings;  // 0: unknown
 
@@ -119,9 +126,10 @@ const CommandRegistration kServe(
      "  strata serve [--model M] [--host 127.0.0.1] [--port 8000] [--api-key K | $STRATA_API_KEY]\n"
      "      [--scheduler none|chunked|layered|chunked+layered] [--layer-groups G] [--max-step-tokens 512]\n"
      "      [--kv-blocks B] [--kv-block-size 16] [--max-running 64] [--max-waiting 1024] [--ctx N]\n"
-     "      [--no-prefix-caching] [--served-model-name NAME] [--tokenizer PATH] [--default-max-tokens N]\n"
-     "      [--max-n 16] [--max-body-bytes 4194304] [--request-timeout 30] [--idle-timeout 60]\n"
-     "      [--write-timeout 60] [--drain-timeout 60] [--max-connections 4096] [--workers 2] [--quiet]\n"
+     "      [--no-prefix-caching] [--served-model-name NAME] [--tokenizer PATH] [--chat-template FILE|DIR]\n"
+     "      [--default-max-tokens N] [--max-n 16] [--max-body-bytes 4194304] [--request-timeout 30]\n"
+     "      [--idle-timeout 60] [--write-timeout 60] [--drain-timeout 60] [--max-connections 4096] [--workers 2]\n"
+     "      [--quiet]\n"
      "      OpenAI-compatible server: /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics;\n"
      "      SIGTERM drains in-flight requests and exits 0",
      {"no-prefix-caching", "quiet"},

@@ -382,6 +382,36 @@ check(raw("GET", "/health", key=False)[0] == 200, "health after a 429")
 proc.send_signal(signal.SIGTERM)
 check(proc.wait(timeout=30) == 0, "second server exit code")
 
+# --- reasoning_content: a template whose generation prompt opens <think> (as Kimi-K2-Thinking's
+# does) puts the answer in reasoning until </think>; the same ids as plain text must match. ------
+tdir = tempfile.mkdtemp(prefix="strata-think-")
+cfg = json.load(open(os.path.join(MODEL, "tokenizer_config.json")))
+cfg["chat_template"] = cfg["chat_template"].replace("{{- '<|im_start|>assistant\\n' }}",
+                                                    "{{- '<|im_start|>assistant\\n<think>\\n' }}")
+check("<think>\\n' }}" in cfg["chat_template"], "could not patch the template")
+json.dump(cfg, open(os.path.join(tdir, "tokenizer_config.json"), "w"))
+with open(os.path.join(MODEL, "tokenizer.json"), "rb") as src, open(os.path.join(tdir, "tokenizer.json"), "wb") as dst:
+    dst.write(src.read())
+proc, PORT, LOG = start_server("--chat-template", tdir)
+client = openai.OpenAI(base_url=f"http://127.0.0.1:{PORT}/v1", api_key=KEY, max_retries=0, timeout=60)
+r = client.chat.completions.create(model=NAME, messages=msgs, max_tokens=24, temperature=0,
+                                   extra_body={"ignore_eos": True})
+reasoning = getattr(r.choices[0].message, "reasoning_content", None) or ""
+content = r.choices[0].message.content or ""
+tmpl = strata("chat-template", "--template", tdir, "--messages", json.dumps(msgs), "--generation-prompt").stdout
+think_ids = json.loads(strata("tokenize", "--tokenizer", tdir, "--text", tmpl).stdout)
+plain = client.completions.create(model=NAME, prompt=think_ids, max_tokens=24, temperature=0,
+                                  extra_body={"ignore_eos": True}).choices[0].text
+check(reasoning != "" and plain.startswith(reasoning) and plain.endswith(content),
+      f"reasoning split: reasoning {reasoning!r} content {content!r} vs text {plain!r}")
+s = list(client.chat.completions.create(model=NAME, messages=msgs, max_tokens=24, temperature=0, stream=True,
+                                        extra_body={"ignore_eos": True}))
+s_reason = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in s if c.choices)
+s_content = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
+check((s_reason, s_content) == (reasoning, content), f"streamed reasoning {(s_reason, s_content)!r}")
+proc.send_signal(signal.SIGTERM)
+check(proc.wait(timeout=30) == 0, "third server exit code")
+
 print(f"test_serve: {time.time() - T0:.1f}s", flush=True)
 if failures:
     print(open(LOG, errors="replace").read()[-3000:])
