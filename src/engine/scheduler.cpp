@@ -91,8 +91,10 @@ void Scheduler::emit_batch_stage(StepPlan& plan) {
   }
 }
 
-// Prefill admission. Chunked policies cut prompts at the budget; none and layered take whole
-// prompts (the first always fits, however long). Layered collects them into one batch.
+// Prefill admission. Chunked policies pack the budget exactly (each prompt min(remaining, budget
+// left)); layered takes whole prompts while they fit the batch cap and cuts only a prompt longer
+// than the whole cap; none takes whole prompts (the first always, however long).
+// Partial prefills go first: chunked continuations, or the rest of a prompt layered had to cut.
 void Scheduler::admit(StepPlan& plan, int budget) {
   std::vector<Member> batch;
   auto add_prefill = [&](Sequence* s, int n) {
@@ -103,26 +105,24 @@ void Scheduler::admit(StepPlan& plan, int budget) {
       plan.n_prefill_tokens += n;
     }
   };
+  const bool capped = cfg_.policy != SchedulerPolicy::None;
   int used = 0;
-  if (chunked()) {
-    // Partial prefills first (Sarathi order), each min(remaining, budget left).
-    for (Sequence* s : running_) {
-      if (s->remaining() <= 1 || in_batch(s)) continue;
-      const int n = std::min(s->remaining(), budget - used);
-      if (n <= 0) break;
-      add_prefill(s, n);
-      used += n;
-    }
+  for (Sequence* s : running_) {
+    if (s->remaining() <= 1 || in_batch(s)) continue;
+    const int n = std::min(s->remaining(), budget - used);
+    if (n <= 0) break;
+    add_prefill(s, n);
+    used += n;
   }
   while (!waiting_.empty() && int(running_.size()) < cfg_.max_running) {
     Sequence* s = waiting_.front();
-    if (chunked() && used >= budget) break;
+    if (capped && used >= budget) break;
     if (!chunked() && used > 0 && s->n_tokens() - blocks_.cached_prefix(s->tokens) > budget - used) break;
     if (!blocks_.allocate(*s)) break;  // whole prompt's blocks, prefix-cache hits reused
     waiting_.pop_front();
     running_.push_back(s);
     s->status = SeqStatus::Running;
-    const int n = chunked() ? std::min(s->remaining(), budget - used) : s->remaining();
+    const int n = capped ? std::min(s->remaining(), budget - used) : s->remaining();
     add_prefill(s, n);
     used += n;
   }

@@ -178,6 +178,32 @@ TEST(Scheduler, LayeredGroupCountFollowsBatchTokens) {
   EXPECT_EQ(p.items[0].layer_end, 16);  // G = ceil(1500 / 512) = 3 -> 16 layers each
 }
 
+TEST(Scheduler, LayeredTakesWholePromptsAndCutsOnlyOneLongerThanTheCap) {
+  BlockManager bm(64, 4, false);
+  Scheduler sc(config(SchedulerPolicy::Layered, 10, 1, 4), bm);
+  auto a = seq(1, 6), b = seq(2, 6), c = seq(3, 25);
+  sc.add(a.get());
+  sc.add(b.get());
+  sc.add(c.get());
+  StepPlan p = sc.schedule();  // a whole; b would exceed the cap of 10: next batch
+  ASSERT_EQ(p.items.size(), 1u);
+  EXPECT_EQ(p.items[0].n_tokens(), 6);
+  complete_and_sample(sc, p);
+  p = sc.schedule();  // a decodes; b alone (c does not fit beside it)
+  ASSERT_EQ(p.items.size(), 2u);
+  EXPECT_EQ(p.items[1].seq, b.get());
+  complete_and_sample(sc, p);
+  p = sc.schedule();  // c is longer than the cap: its first 10 tokens
+  ASSERT_EQ(p.items.size(), 3u);
+  EXPECT_EQ(p.items[2].seq, c.get());
+  EXPECT_EQ(p.items[2].token_end, 10);
+  complete_and_sample(sc, p);
+  p = sc.schedule();  // then the next 10, as a partial prefill
+  ASSERT_EQ(p.items.size(), 3u);
+  EXPECT_EQ(p.items[2].token_begin, 10);
+  EXPECT_EQ(p.items[2].token_end, 20);
+}
+
 TEST(Scheduler, ChunkedLayeredCutsAtTheBudgetAndLayersEachChunk) {
   BlockManager bm(64, 4, false);
   Scheduler sc(config(SchedulerPolicy::ChunkedLayered, 8, 2, 4), bm);
