@@ -66,7 +66,7 @@ class FakeService final : public GenerationService {
   std::vector<int> eos_ids() const override { return {2}; }
 
   std::atomic<int> aborts{0}, submitted{0};
-  int max_active = 1000;
+  std::atomic<int> max_active{1000};
 
  private:
   struct Req {
@@ -356,6 +356,14 @@ TEST(ServerSockets, DisconnectAbortsAndQueueFullIs429) {
   close(fd);
   for (int i = 0; i < 100 && s.svc->aborts.load() == 0; i++) std::this_thread::sleep_for(5ms);
   EXPECT_EQ(s.svc->aborts.load(), 1);
+
+  // A non-streamed request writes nothing until the end: the disconnect is seen on the socket.
+  fd = connect_to(s.port);
+  send_all(fd, post("/v1/completions", R"({"prompt":"a","max_tokens":200})"));
+  for (int i = 0; i < 200 && s.svc->submitted.load() < 2; i++) std::this_thread::sleep_for(2ms);
+  close(fd);
+  for (int i = 0; i < 100 && s.svc->aborts.load() < 2; i++) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(s.svc->aborts.load(), 2);
 
   s.svc->max_active = 0;
   r = roundtrip(s.port, post("/v1/completions", R"({"prompt":"a","max_tokens":2})"));
