@@ -107,6 +107,36 @@ struct Engine::Impl {
   }
 };
 
+const char* scheduler_policy_name(SchedulerPolicy p) {
+  switch (p) {
+    case SchedulerPolicy::None: return "none";
+    case SchedulerPolicy::Chunked: return "chunked";
+    case SchedulerPolicy::Layered: return "layered";
+    case SchedulerPolicy::ChunkedLayered: return "chunked+layered";
+  }
+  return "?";
+}
+
+bool parse_scheduler_policy(const std::string& name, SchedulerPolicy& out) {
+  if (name == "none") out = SchedulerPolicy::None;
+  else if (name == "chunked") out = SchedulerPolicy::Chunked;
+  else if (name == "layered") out = SchedulerPolicy::Layered;
+  else if (name == "chunked+layered" || name == "chunked-layered" || name == "chunked_layered")
+    out = SchedulerPolicy::ChunkedLayered;
+  else return false;
+  return true;
+}
+
+int default_max_step_tokens(SchedulerPolicy p) {
+  switch (p) {
+    case SchedulerPolicy::Chunked: return 512;
+    case SchedulerPolicy::ChunkedLayered: return 2048;
+    case SchedulerPolicy::Layered:
+    case SchedulerPolicy::None: return 8192;
+  }
+  return 512;
+}
+
 Engine::Engine(std::shared_ptr<Model> model, const EngineConfig& cfg)
     : impl_(std::make_unique<Impl>(std::move(model), cfg)) {
   impl_->thread = std::thread([this] { impl_->loop(); });

@@ -27,6 +27,15 @@ class Model;
 
 enum class SchedulerPolicy { None, Chunked, Layered, ChunkedLayered };
 
+// Added after the first contract (extensions only):
+// "none", "chunked", "layered", "chunked+layered" (also "chunked-layered", "chunked_layered").
+const char* scheduler_policy_name(SchedulerPolicy p);
+bool parse_scheduler_policy(const std::string& name, SchedulerPolicy& out);  // false: unknown name
+// A sensible max_step_tokens per policy (EngineConfig's 512 is chunked's): chunked 512 (Sarathi's
+// strict-SLO budget), layered 8192 (the paper's batch cap; G = ceil(T/512) groups), chunked+layered
+// 2048 (chunks of 2048, each run in 4 layer groups), none 8192 (prefill tokens admitted per step).
+int default_max_step_tokens(SchedulerPolicy p);
+
 struct EngineConfig {
   SchedulerPolicy policy = SchedulerPolicy::Chunked;
   int max_step_tokens = 512;     // chunked: per-step token budget; layered: admitted batch cap

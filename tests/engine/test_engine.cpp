@@ -225,6 +225,21 @@ TEST(Engine, AbortFinishesWithinAStepAndFreesBlocks) {
   EXPECT_EQ(engine.metrics().kv_blocks_used, 0);
 }
 
+TEST(Engine, PolicyNamesRoundTrip) {
+  for (SchedulerPolicy p : {SchedulerPolicy::None, SchedulerPolicy::Chunked, SchedulerPolicy::Layered,
+                            SchedulerPolicy::ChunkedLayered}) {
+    SchedulerPolicy q = SchedulerPolicy::None;
+    ASSERT_TRUE(parse_scheduler_policy(scheduler_policy_name(p), q));
+    EXPECT_EQ(q, p);
+    EXPECT_GE(default_max_step_tokens(p), 512);
+  }
+  SchedulerPolicy q;
+  EXPECT_FALSE(parse_scheduler_policy("Layered ", q));
+  EXPECT_FALSE(parse_scheduler_policy("", q));
+  // Layered needs a batch cap large enough for several groups.
+  EXPECT_GT(default_max_step_tokens(SchedulerPolicy::Layered), default_max_step_tokens(SchedulerPolicy::Chunked));
+}
+
 TEST(Engine, ShutdownDrainsOrAborts) {
   auto model = test::load_fixture("minimax_m2");
   const int V = model->config().n_vocab;
