@@ -4,6 +4,9 @@
 // Not the threaded Engine (test_engine.cpp) and not expert-byte accounting (test_expert_load.cpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
+
 #include "engine_test_util.h"
 
 namespace strata {
@@ -45,14 +48,28 @@ std::vector<test::Arrival> workload(int V) {
   return a;
 }
 
+// Largest relative error seen by the current test and how many logit rows were bit-identical.
+double g_max_err = 0;
+size_t g_rows = 0, g_identical = 0;
+
+void report(const std::string& what) {
+  std::printf("%s: %zu logit rows, %zu bit-identical, max rel err %.3g\n", what.c_str(), g_rows, g_identical,
+              g_max_err);
+  g_max_err = 0;
+  g_rows = g_identical = 0;
+}
+
 void expect_same(const test::Greedy& got, const test::Greedy& want, const std::string& what) {
   ASSERT_EQ(got.reason, FinishReason::Length) << what << ": " << got.error;
   ASSERT_EQ(got.ids, want.ids) << what;
   ASSERT_EQ(got.logits.size(), want.logits.size()) << what;
   for (size_t i = 0; i < want.logits.size(); i++) {
     ASSERT_EQ(got.logits[i].size(), want.logits[i].size()) << what;
-    EXPECT_LE(test::rel_err(got.logits[i].data(), want.logits[i].data(), want.logits[i].size()), kTol)
-        << what << " token " << i;
+    const double err = test::rel_err(got.logits[i].data(), want.logits[i].data(), want.logits[i].size());
+    EXPECT_LE(err, kTol) << what << " token " << i;
+    g_max_err = std::max(g_max_err, err);
+    g_rows++;
+    g_identical += got.logits[i] == want.logits[i];
   }
 }
 
@@ -72,6 +89,7 @@ TEST_P(PolicyEquivalence, SameGreedyIdsAndLogitsAsTheUnscheduledForward) {
     EXPECT_FALSE(core.has_work());
     EXPECT_EQ(core.metrics().kv_blocks_used, 0) << p.name;  // every block back in the pool
   }
+  report(GetParam() + " policies");
 }
 
 TEST_P(PolicyEquivalence, PrefixCacheHitsGiveTheSameOutputs) {
@@ -96,6 +114,7 @@ TEST_P(PolicyEquivalence, PrefixCacheHitsGiveTheSameOutputs) {
     EXPECT_GE(got[3].stats.cached_prompt_tokens, (27 / bs) * bs) << p.name;
     EXPECT_GT(core.metrics().prefix_hit_tokens, 0u) << p.name;
   }
+  report(GetParam() + " prefix hits");
 }
 
 TEST_P(PolicyEquivalence, PreemptionUnderATinyKvBudgetGivesTheSameOutputs) {
@@ -115,6 +134,7 @@ TEST_P(PolicyEquivalence, PreemptionUnderATinyKvBudgetGivesTheSameOutputs) {
     EXPECT_GT(core.metrics().preemptions, 0u) << p.name;
     EXPECT_EQ(core.metrics().kv_blocks_used, 0) << p.name;
   }
+  report(GetParam() + " preemption");
 }
 
 INSTANTIATE_TEST_SUITE_P(MoeFixtures, PolicyEquivalence,
