@@ -12,7 +12,7 @@ struct Sequence {
   uint64_t id = 0;
   std::vector<int> tokens;  // prompt, then the sampled tokens
   int n_prompt = 0;
-  int max_tokens = 1;       // output tokens allowed (the scheduler never needs more KV than this)
+  int max_tokens = 1;       // output tokens allowed; admission made sure prompt + this fits the pool
   SeqStatus status = SeqStatus::Waiting;
   // Tokens whose KV rows are written in every layer. A sampled token is fed (and so computed) by
   // the next step; tokens [n_computed, size) are what the sequence still has to run.
