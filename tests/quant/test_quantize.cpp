@@ -91,6 +91,31 @@ TEST(QuantizeDefaults, DefaultRunOnDenseFixtureViaCliMatchesFixture) {
   EXPECT_EQ(test::read_text(d.path + "/q/config.json"), test::read_text(src + "_int4/config.json"));
 }
 
+TEST(QuantizeCli, GptqWithReportOnAMoeFixture) {
+  // Calibration and held-out text from the corpus; every routed expert that saw tokens is GPTQ'd.
+  const std::string src = test::fixtures_dir() + "/models/qwen3_moe";
+  const std::string corpus = test::read_text(test::fixtures_dir() + "/corpus/moby-dick.txt");
+  test::TempDir d;
+  test::write_text(d.path + "/cal.txt", corpus.substr(0, 20000));
+  test::write_text(d.path + "/eval.txt", corpus.substr(corpus.size() - 20000));
+  const std::string cmd = std::string(STRATA_BINARY) + " quantize --model " + src + " --output " + d.path +
+                          "/q --method gptq --asymmetric --calibration " + d.path + "/cal.txt --samples 4 --seq-len 64" +
+                          " --report --eval-file " + d.path + "/eval.txt --eval-ctx 64 --eval-max-tokens 256 > " +
+                          d.path + "/report.json 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const auto rep = nlohmann::json::parse(test::read_text(d.path + "/report.json"));
+  EXPECT_EQ(rep, nlohmann::json::parse(test::read_text(d.path + "/q/quantization_report.json")));
+  TensorStore out = TensorStore::open(d.path + "/q");
+  int packed = 0;
+  for (const auto& [name, t] : out.tensors()) packed += name.find(".weight_zero_point") != std::string::npos;
+  EXPECT_EQ(rep["summary"]["quantized"].get<int>(), packed);
+  for (const auto& t : rep["summary"]["tensors"])
+    EXPECT_EQ(t["method"].get<std::string>() == "gptq", t["calib_rows"].get<long>() > 0) << t["module"];
+  const double orig = rep["perplexity"]["original"], quant = rep["perplexity"]["quantized"];
+  EXPECT_TRUE(std::isfinite(quant) && quant > 1.0 && std::isfinite(orig));
+  EXPECT_NEAR(rep["perplexity"]["ratio"].get<double>(), quant / orig, 1e-5);
+}
+
 std::vector<float> random_weights(int N, int K, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.f, 0.05f);
