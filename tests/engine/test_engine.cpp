@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "engine/engine.h"
 #include "engine_test_util.h"
@@ -223,6 +224,51 @@ TEST(Engine, AbortFinishesWithinAStepAndFreesBlocks) {
   engine.shutdown(true);
   EXPECT_EQ(c.finals, 1);
   EXPECT_EQ(engine.metrics().kv_blocks_used, 0);
+}
+
+// Many client threads submitting and aborting at once, as HTTP workers do: every request gets
+// exactly one final event, aborted ones end Abort (or had already finished), the rest Length, and
+// the pool is empty afterwards.
+TEST(Engine, ConcurrentSubmitAndAbortFromManyThreads) {
+  auto model = test::load_fixture("qwen3_moe");
+  const int V = model->config().n_vocab;
+  EngineConfig cfg = small_config(SchedulerPolicy::ChunkedLayered);
+  cfg.kv_blocks = 40;  // tight: preemption happens too
+  cfg.max_running = 16;
+  Engine engine(model, cfg);
+  constexpr int kThreads = 4, kPerThread = 10;
+  std::vector<Collector> c(kThreads * kPerThread);
+  std::vector<std::thread> threads;
+  std::atomic<int> aborted{0};
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<uint32_t>(t));
+      for (int i = 0; i < kPerThread; i++) {
+        Collector& col = c[size_t(t * kPerThread + i)];
+        const int len = 1 + int(rng() % 40);
+        const uint64_t id = engine.submit(greedy(test::random_prompt(len, V, rng()), 1 + int(rng() % 8)), col.sink());
+        if (rng() % 3 == 0) {
+          std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
+          engine.abort(id);
+          aborted++;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  int n_abort = 0;
+  for (auto& col : c) {
+    const GenerationEvent fin = col.wait();
+    EXPECT_TRUE(fin.reason == FinishReason::Length || fin.reason == FinishReason::Abort) << fin.error;
+    n_abort += fin.reason == FinishReason::Abort;
+  }
+  engine.shutdown(true);
+  for (auto& col : c) EXPECT_EQ(col.finals, 1);
+  EXPECT_LE(n_abort, aborted.load());
+  const EngineMetrics m = engine.metrics();
+  EXPECT_EQ(m.kv_blocks_used, 0);
+  EXPECT_EQ(m.running, 0);
+  EXPECT_EQ(m.waiting, 0);
 }
 
 TEST(Engine, PolicyNamesRoundTrip) {
