@@ -262,15 +262,11 @@ void Model::forward(const int* ids, int n, KvCache& kv, float* logits, bool all_
   kv.n_past += n;
 }
 
-void Model::forward_batch(std::span<const ForwardItem> items, const KvPool& kv, ForwardStats* stats) {
+void Model::validate_items(std::span<const ForwardItem> items, const KvPool& kv) const {
   const ModelConfig& c = cfg_;
-  Backend& be = *backend_;
-  const int L = c.n_layers, D = c.d_model;
-  STRATA_CHECK(int(kv.k.size()) == L && int(kv.v.size()) == L && kv.block_size > 0, "forward: KV pool has " +
-                                                                                        std::to_string(kv.k.size()) +
-                                                                                        " layers, model " +
-                                                                                        std::to_string(L));
-  // Validate everything first: a rejected call leaves every cache untouched.
+  const int L = c.n_layers;
+  STRATA_CHECK(int(kv.k.size()) == L && int(kv.v.size()) == L && kv.block_size > 0,
+               "forward: KV pool has " + std::to_string(kv.k.size()) + " layers, model " + std::to_string(L));
   for (const ForwardItem& it : items) {
     STRATA_CHECK(it.n > 0, "forward: no tokens");
     STRATA_CHECK(it.pos0 >= 0 && it.block_table && it.hidden, "forward: item without positions, table or hidden");
@@ -283,8 +279,69 @@ void Model::forward_batch(std::span<const ForwardItem> items, const KvPool& kv, 
                                                                    " out of range [0, " + std::to_string(c.n_vocab) +
                                                                    ")");
   }
+}
+
+// One pre-norm decoder layer on the gathered rows h [n, D], in place.
+void Model::decoder_layer(int il, float* h, int n, std::span<const AttnSegment> segs, const KvPool& kv,
+                          const float* cos, const float* sin, ForwardStats* stats) {
+  const ModelConfig& c = cfg_;
+  Backend& be = *backend_;
+  const int D = c.d_model;
+  const LayerWeights& lw = w_.layers[size_t(il)];
+  std::vector<float> xn(size_t(n) * D), y(size_t(n) * D);  // [n, D] normed input, block output
+  be.rms_norm(h, lw.attn_norm.data(), n, D, float(c.rms_norm_eps), xn.data());
+  if (lw.is_mla)
+    attention_mla(il, xn.data(), n, segs, kv, cos, sin, y.data());
+  else
+    attention_gqa(il, xn.data(), n, segs, kv, cos, sin, y.data());
+  add_f32(h, y.data(), y.size());
+  be.rms_norm(h, lw.ffn_norm.data(), n, D, float(c.rms_norm_eps), xn.data());
+  if (lw.is_moe)
+    moe(il, xn.data(), n, y.data(), stats);
+  else
+    be.ffn(xn.data(), n, lw.ffn, y.data());
+  add_f32(h, y.data(), y.size());
+}
+
+// Final norm + LM head once over the rows of every item that left the last layer wanting logits.
+void Model::lm_head_rows(std::span<const ForwardItem> items) {
+  const ModelConfig& c = cfg_;
+  Backend& be = *backend_;
+  const int L = c.n_layers, D = c.d_model, V = c.n_vocab;
+  auto wants = [&](const ForwardItem& it) { return it.layer_end == L && it.logits; };
+  auto n_rows = [](const ForwardItem& it) { return it.all_logits ? it.n : 1; };
+  int rows = 0, n_out = 0;
+  for (const ForwardItem& it : items)
+    if (wants(it)) rows += n_rows(it), n_out++;
+  if (rows == 0) return;
+  std::vector<float> xn(size_t(rows) * D);  // [rows, D]
+  int r = 0;
+  for (const ForwardItem& it : items) {
+    if (!wants(it)) continue;
+    const int first = it.n - n_rows(it);
+    be.rms_norm(it.hidden + size_t(first) * D, w_.final_norm.data(), n_rows(it), D, float(c.rms_norm_eps),
+                xn.data() + size_t(r) * D);
+    r += n_rows(it);
+  }
+  if (n_out == 1) {  // straight into the caller's buffer
+    for (const ForwardItem& it : items)
+      if (wants(it)) be.linear(xn.data(), rows, w_.lm_head, it.logits);
+    return;
+  }
+  std::vector<float> all(size_t(rows) * V);  // [rows, V]
+  be.linear(xn.data(), rows, w_.lm_head, all.data());
+  r = 0;
+  for (const ForwardItem& it : items) {
+    if (!wants(it)) continue;
+    std::copy_n(all.data() + size_t(r) * V, size_t(n_rows(it)) * V, it.logits);
+    r += n_rows(it);
+  }
+}
+
+void Model::forward_batch(std::span<const ForwardItem> items, const KvPool& kv, ForwardStats* stats) {
+  validate_items(items, kv);  // first: a rejected call leaves every cache untouched
+  const int L = cfg_.n_layers, D = cfg_.d_model, half = rope_.rot_dim / 2;
   // Per item: embeddings when it enters at layer 0, rope cos/sin of its positions.
-  const int half = rope_.rot_dim / 2;
   std::vector<std::vector<float>> cos_i(items.size()), sin_i(items.size());  // per item [n, rot_dim/2]
   for (size_t i = 0; i < items.size(); i++) {
     const ForwardItem& it = items[i];
@@ -296,26 +353,22 @@ void Model::forward_batch(std::span<const ForwardItem> items, const KvPool& kv, 
     sin_i[i].resize(size_t(it.n) * half);
     rope_.cos_sin(pos.data(), it.n, cos_i[i].data(), sin_i[i].data());
   }
-
-  std::vector<float> h, xn, y, cs, sn;  // [N, D] x3, [N, rot_dim/2] x2 for the layer's active rows
+  std::vector<float> h, cs, sn;  // [N, D], [N, rot_dim/2] x2: the layer's active rows
   std::vector<AttnSegment> segs;
   std::vector<size_t> active;
   for (int il = 0; il < L; il++) {
-    // Gather the rows of every item active at this layer.
+    // Gather the rows of every item active at this layer, run the layer once, scatter back.
     segs.clear();
     active.clear();
     int N = 0;
     for (size_t i = 0; i < items.size(); i++) {
-      const ForwardItem& it = items[i];
-      if (il < it.layer_begin || il >= it.layer_end) continue;
-      segs.push_back({N, it.n, it.pos0, it.block_table});
+      if (il < items[i].layer_begin || il >= items[i].layer_end) continue;
+      segs.push_back({N, items[i].n, items[i].pos0, items[i].block_table});
       active.push_back(i);
-      N += it.n;
+      N += items[i].n;
     }
     if (N == 0) continue;
     h.resize(size_t(N) * D);
-    xn.resize(h.size());
-    y.resize(h.size());
     cs.resize(size_t(N) * half);
     sn.resize(size_t(N) * half);
     for (size_t j = 0; j < active.size(); j++) {
@@ -324,55 +377,11 @@ void Model::forward_batch(std::span<const ForwardItem> items, const KvPool& kv, 
       std::copy(cos_i[active[j]].begin(), cos_i[active[j]].end(), cs.begin() + ptrdiff_t(segs[j].row0) * half);
       std::copy(sin_i[active[j]].begin(), sin_i[active[j]].end(), sn.begin() + ptrdiff_t(segs[j].row0) * half);
     }
-    const LayerWeights& lw = w_.layers[size_t(il)];
-    be.rms_norm(h.data(), lw.attn_norm.data(), N, D, float(c.rms_norm_eps), xn.data());
-    if (lw.is_mla)
-      attention_mla(il, xn.data(), N, segs, kv, cs.data(), sn.data(), y.data());
-    else
-      attention_gqa(il, xn.data(), N, segs, kv, cs.data(), sn.data(), y.data());
-    add_f32(h.data(), y.data(), h.size());
-    be.rms_norm(h.data(), lw.ffn_norm.data(), N, D, float(c.rms_norm_eps), xn.data());
-    if (lw.is_moe)
-      moe(il, xn.data(), N, y.data(), stats);
-    else
-      be.ffn(xn.data(), N, lw.ffn, y.data());
-    add_f32(h.data(), y.data(), h.size());
-    for (size_t j = 0; j < active.size(); j++) {
-      const ForwardItem& it = items[active[j]];
-      std::copy_n(h.data() + size_t(segs[j].row0) * D, size_t(it.n) * D, it.hidden);
-    }
+    decoder_layer(il, h.data(), N, segs, kv, cs.data(), sn.data(), stats);
+    for (size_t j = 0; j < active.size(); j++)
+      std::copy_n(h.data() + size_t(segs[j].row0) * D, size_t(items[active[j]].n) * D, items[active[j]].hidden);
   }
-
-  // LM head once over the rows of every item that left the last layer.
-  int rows = 0, n_out = 0;
-  auto wants_logits = [&](const ForwardItem& it) { return it.layer_end == L && it.logits; };
-  for (const ForwardItem& it : items)
-    if (wants_logits(it)) rows += it.all_logits ? it.n : 1, n_out++;
-  if (rows == 0) return;
-  xn.resize(size_t(rows) * D);
-  int r = 0;
-  for (const ForwardItem& it : items) {
-    if (!wants_logits(it)) continue;
-    const int first = it.all_logits ? 0 : it.n - 1;
-    be.rms_norm(it.hidden + size_t(first) * D, w_.final_norm.data(), it.n - first, D, float(c.rms_norm_eps),
-                xn.data() + size_t(r) * D);
-    r += it.n - first;
-  }
-  const int V = c.n_vocab;
-  if (n_out == 1) {
-    for (const ForwardItem& it : items)
-      if (wants_logits(it)) be.linear(xn.data(), rows, w_.lm_head, it.logits);
-    return;
-  }
-  std::vector<float> all(size_t(rows) * V);  // [rows, V]
-  be.linear(xn.data(), rows, w_.lm_head, all.data());
-  r = 0;
-  for (const ForwardItem& it : items) {
-    if (!wants_logits(it)) continue;
-    const int n_rows = it.all_logits ? it.n : 1;
-    std::copy_n(all.data() + size_t(r) * V, size_t(n_rows) * V, it.logits);
-    r += n_rows;
-  }
+  lm_head_rows(items);
 }
 
 }  // namespace strata

@@ -149,6 +149,10 @@ class Model {
   void attention_mla(int il, const float* x, int n, std::span<const AttnSegment> segs, const KvPool& kv,
                      const float* cos, const float* sin, float* out);
   void moe(int il, const float* x, int n, float* out, ForwardStats* stats);
+  void validate_items(std::span<const ForwardItem> items, const KvPool& kv) const;
+  void decoder_layer(int il, float* h, int n, std::span<const AttnSegment> segs, const KvPool& kv, const float* cos,
+                     const float* sin, ForwardStats* stats);
+  void lm_head_rows(std::span<const ForwardItem> items);
   int kv_row_k(int il) const;  // floats per token row of layer il's K (MLA: latent)
   int kv_row_v(int il) const;  // of V (MLA: k_pe)
 

@@ -298,7 +298,9 @@ TEST(Engine, ShutdownDrainsOrAborts) {
     for (auto& x : c) {
       EXPECT_EQ(x.finals, 1);  // every request got its final event before shutdown returned
       EXPECT_EQ(x.events.back().reason, drain ? FinishReason::Length : FinishReason::Abort);
-      if (drain) EXPECT_EQ(x.tokens().size(), 5u);
+      if (drain) {
+        EXPECT_EQ(x.tokens().size(), 5u);
+      }
     }
     EXPECT_EQ(engine.metrics().kv_blocks_used, 0);
   }
