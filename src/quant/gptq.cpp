@@ -2,6 +2,7 @@
 // in the build): one Cholesky and one triangular inverse per layer, in double.
 #include "quant/gptq.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
