@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ KEY = "test-key-0123456789"
 CTX = 8192  # long enough that a disconnected stream is still running when it is closed
 failures = []
 T0 = time.time()
+LOGS = []  # server logs, removed when everything passed
 
 
 def check(cond, msg):
@@ -38,6 +40,7 @@ def strata(*args):
 
 def start_server(*extra):
     log = tempfile.NamedTemporaryFile(prefix="strata-serve-", suffix=".log", delete=False)
+    LOGS.append(log.name)
     p = subprocess.Popen([BIN, "serve", "--model", MODEL, "--port", "0", "--ctx", str(CTX), "--api-key", KEY,
                           "--request-timeout", "1", "--max-body-bytes", str(1 << 20), *extra],
                          stdout=subprocess.PIPE, stderr=log, text=True)
@@ -414,6 +417,10 @@ check(proc.wait(timeout=30) == 0, "third server exit code")
 
 print(f"test_serve: {time.time() - T0:.1f}s", flush=True)
 if failures:
-    print(open(LOG, errors="replace").read()[-3000:])
+    for name in LOGS:
+        print(f"--- {name}:\n" + open(name, errors="replace").read()[-3000:])
     sys.exit(1)
+for name in LOGS:
+    os.unlink(name)
+shutil.rmtree(tdir, ignore_errors=True)
 print("ok")

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "test_util.h"
@@ -237,6 +238,66 @@ TEST(OpenAi, ChatRendersTheTemplate) {
   EXPECT_EQ(api_error(R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})", Endpoint::Chat).status, 400);
   EXPECT_EQ(api_error(R"({"messages":[{"role":"user","content":"x"}],"top_logprobs":2})", Endpoint::Chat).param,
             "top_logprobs");
+}
+
+// Mutated requests (seeded): the parser and the API mapping only ever answer with a status or an
+// ApiError; nothing else escapes, nothing hangs, and a Complete request never claims more bytes
+// than it was given.
+TEST(Fuzz, MutatedRequestsOnlyEverGiveAStatus) {
+  std::mt19937 rng(12345);
+  const std::vector<std::string> bodies = {
+      R"({"model":"tiny","prompt":"Call me","max_tokens":4,"stop":["x"],"logprobs":2,"n":2,"seed":3})",
+      R"({"model":"tiny","prompt":[[1,2],[3]],"stream":true,"stream_options":{"include_usage":true}})",
+      R"({"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}],)"
+      R"("max_completion_tokens":3,"logprobs":true,"top_logprobs":2,"chat_template_kwargs":{"enable_thinking":false}})"};
+  int statuses = 0, api_errors = 0, parsed = 0;
+  for (int it = 0; it < 3000; it++) {
+    const std::string& b = bodies[size_t(it) % bodies.size()];
+    std::string body = b;
+    const int n_mut = 1 + int(rng() % 4);
+    for (int k = 0; k < n_mut && !body.empty(); k++) {
+      size_t i = rng() % body.size();
+      switch (rng() % 4) {
+        case 0: body[i] = char(rng() % 256); break;
+        case 1: body.erase(i, 1 + rng() % 8); break;
+        case 2: body.insert(i, std::string(1 + rng() % 3, "{}[]\",:0-9e\"\xff"[rng() % 12])); break;
+        case 3: body.insert(i, body.substr(rng() % body.size(), 1 + rng() % 16)); break;
+      }
+    }
+    std::string raw = "POST /v1/completions HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    if (it % 3 == 0) {  // mutate the framing too
+      size_t i = rng() % raw.size();
+      raw[i] = char(rng() % 256);
+    }
+    HttpLimits lim;
+    lim.max_body_bytes = 4096;
+    RequestParser p(lim);
+    auto st = p.feed(raw);
+    if (st == RequestParser::Status::Error) {
+      EXPECT_GE(p.error_status(), 400);
+      EXPECT_LT(p.error_status(), 600);
+      statuses++;
+      continue;
+    }
+    if (st != RequestParser::Status::Complete) continue;  // waits for bytes that never come: the timeout's job
+    EXPECT_LE(p.consumed(), raw.size());
+    try {
+      json j = json::parse(p.request().body);
+      parse_api_request(j, it % 3 == 2 ? Endpoint::Chat : Endpoint::Completions, tiny(), limits());
+      parsed++;
+    } catch (const json::exception&) {
+      statuses++;
+    } catch (const ApiError& e) {
+      EXPECT_GE(e.status, 400);
+      EXPECT_LT(e.status, 500) << e.what();
+      api_errors++;
+    }
+  }
+  std::printf("fuzz: %d framing/JSON errors, %d API errors, %d accepted\n", statuses, api_errors, parsed);
+  // The mix must have reached every outcome, or the fuzz is not testing much.
+  EXPECT_GT(statuses, 100);
+  EXPECT_GT(api_errors, 50);
+  EXPECT_GT(parsed, 10);
 }
 
 // ---------------------------------------------------------------------------------------------
