@@ -117,12 +117,12 @@ void stress(const std::string& fixture, uint32_t seed, Seen& seen) {
 
 TEST(EngineStress, RandomSchedulesMatchTheReference) {
   Seen seen;
-  // STRATA_STRESS_SEEDS=N runs N seeds per fixture (a longer local hunt); CI runs five.
+  // STRATA_STRESS_SEEDS=N runs N seeds per fixture (a longer local hunt); CI runs three.
   const char* env = std::getenv("STRATA_STRESS_SEEDS");
   const uint32_t n = env ? uint32_t(std::max(1, std::atoi(env))) : 0;
   if (n == 0) {
-    for (uint32_t seed : {1u, 2u, 3u, 4u}) stress("qwen3_moe", seed, seen);
-    stress("kimi_k2", 5, seen);
+    for (uint32_t seed : {1u, 2u}) stress("qwen3_moe", seed, seen);
+    stress("kimi_k2", 3, seen);
   }
   for (uint32_t seed = 1; seed <= n; seed++)
     for (const char* f : {"qwen3_moe", "kimi_k2", "minimax_m2"}) stress(f, seed, seen);
