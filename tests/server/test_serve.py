@@ -385,6 +385,15 @@ check(raw("GET", "/health", key=False)[0] == 200, "health after a 429")
 proc.send_signal(signal.SIGTERM)
 check(proc.wait(timeout=30) == 0, "second server exit code")
 
+# --- every scheduler policy serves the same greedy text (the flags reach the engine) -------------
+for policy in ("none", "layered", "chunked+layered"):
+    proc, PORT, LOG = start_server("--scheduler", policy, "--max-step-tokens", "8", "--layer-groups", "2")
+    cl = openai.OpenAI(base_url=f"http://127.0.0.1:{PORT}/v1", api_key=KEY, max_retries=0, timeout=60)
+    r = cl.completions.create(model=NAME, prompt=ids, max_tokens=12, temperature=0, extra_body={"ignore_eos": True})
+    check(r.choices[0].text == ref_text, f"--scheduler {policy}: {r.choices[0].text!r} != {ref_text!r}")
+    proc.send_signal(signal.SIGTERM)
+    check(proc.wait(timeout=30) == 0, f"--scheduler {policy}: exit code")
+
 # --- reasoning_content: a template whose generation prompt opens <think> (as Kimi-K2-Thinking's
 # does) puts the answer in reasoning until </think>; the same ids as plain text must match. ------
 tdir = tempfile.mkdtemp(prefix="strata-think-")
