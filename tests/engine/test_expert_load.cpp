@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <string>
 
 #include "engine_test_util.h"
 
@@ -14,7 +15,14 @@ struct Load {
   uint64_t total = 0, prefill_steps = 0;  // expert bytes: all steps, steps that carried prefill rows
   int steps = 0;
   std::vector<test::Greedy> out;
+  std::vector<uint64_t> per_layer;  // [n_layers] since start
 };
+
+std::string layers(const std::vector<uint64_t>& v) {
+  std::string s;
+  for (uint64_t b : v) s += (s.empty() ? "" : " / ") + std::to_string(b);
+  return s;
+}
 
 Load run(Model& model, const EngineConfig& cfg, const std::vector<test::Arrival>& arrivals, int max_tokens) {
   EngineCore core(model, cfg);
@@ -51,6 +59,7 @@ Load run(Model& model, const EngineConfig& cfg, const std::vector<test::Arrival>
     l.steps++;
   }
   EXPECT_EQ(l.total, core.metrics().expert_bytes);
+  l.per_layer = core.metrics().layer_expert_bytes;
   return l;
 }
 
@@ -78,6 +87,8 @@ TEST(ExpertLoad, LayeredPrefillReadsFewerExpertBytesThanChunked) {
               (unsigned long long)l.prefill_steps, l.steps);
   std::printf("  layered / chunked = %.3f (total), %.3f (prefill steps)\n", double(l.total) / double(c.total),
               double(l.prefill_steps) / double(c.prefill_steps));
+  std::printf("  per MoE layer, chunked: %s\n  per MoE layer, layered: %s\n", layers(c.per_layer).c_str(),
+              layers(l.per_layer).c_str());
   EXPECT_LT(l.total, c.total);
   EXPECT_LT(l.prefill_steps, c.prefill_steps);
   for (size_t i = 0; i < arrivals.size(); i++) EXPECT_EQ(l.out[i].ids, c.out[i].ids) << "request " << i;
