@@ -30,11 +30,10 @@ extern "C" void on_stop_signal(int) {
 }
 
 SchedulerPolicy parse_policy(const std::string& s) {
-  if (s == "none") return SchedulerPolicy::None;
-  if (s == "chunked") return SchedulerPolicy::Chunked;
-  if (s == "layered") return SchedulerPolicy::Layered;
-  if (s == "chunked+layered" || s == "layered+chunked") return SchedulerPolicy::ChunkedLayered;
-  throw Error("--scheduler: '" + s + "' is not one of none, chunked, layered, chunked+layered");
+  SchedulerPolicy p;
+  if (!parse_scheduler_policy(s, p))
+    throw Error("--scheduler: '" + s + "' is not one of none, chunked, layered, chunked+layered");
+  return p;
 }
 
 // "models/qwen3_moe/" -> "qwen3_moe"; "x/SmolLM2.Q4_1.gguf" -> "SmolLM2.Q4_1.gguf"
@@ -59,7 +58,8 @@ int cmd_serve(const Args& a) {
 
   EngineConfig ec;
   ec.policy = parse_policy(a.get("scheduler", "chunked"));
-  ec.max_step_tokens = int(a.get_int("max-step-tokens", ec.max_step_tokens, 1, 1 << 20));
+  // Each policy's own default budget (chunked 512, layered 8192, ...), as the engine defines them.
+  ec.max_step_tokens = int(a.get_int("max-step-tokens", default_max_step_tokens(ec.policy), 1, 1 << 20));
   ec.layer_groups = int(a.get_int("layer-groups", 0, 0, 1 << 16));
   ec.kv_block_size = int(a.get_int("kv-block-size", ec.kv_block_size, 1, 4096));
   ec.kv_blocks = int(a.get_int("kv-blocks", 0, 0, 1 << 30));
@@ -109,9 +109,9 @@ int cmd_serve(const Args& a) {
   std::signal(SIGPIPE, SIG_IGN);
 
   const bool v6 = so.host.find(':') != std::string::npos;
-  std::printf("strata serve: model %s (context %d, scheduler %s) ready at http://%s%s%s:%d/v1\n", name.c_str(),
-              ec.max_context, a.get("scheduler", "chunked").c_str(), v6 ? "[" : "", so.host.c_str(), v6 ? "]" : "",
-              srv.port());
+  std::printf("strata serve: model %s (context %d, scheduler %s, %d step tokens) ready at http://%s%s%s:%d/v1\n",
+              name.c_str(), ec.max_context, scheduler_policy_name(ec.policy), ec.max_step_tokens, v6 ? "[" : "",
+              so.host.c_str(), v6 ? "]" : "", srv.port());
   std::fflush(stdout);
   srv.run();
   g_server.store(nullptr);
@@ -124,7 +124,7 @@ int cmd_serve(const Args& a) {
 const CommandRegistration kServe(
     {"serve",
      "  strata serve [--model M] [--host 127.0.0.1] [--port 8000] [--api-key K | $STRATA_API_KEY]\n"
-     "      [--scheduler none|chunked|layered|chunked+layered] [--layer-groups G] [--max-step-tokens 512]\n"
+     "      [--scheduler none|chunked|layered|chunked+layered] [--layer-groups G] [--max-step-tokens T]\n"
      "      [--kv-blocks B] [--kv-block-size 16] [--max-running 64] [--max-waiting 1024] [--ctx N]\n"
      "      [--no-prefix-caching] [--served-model-name NAME] [--tokenizer PATH] [--chat-template FILE|DIR]\n"
      "      [--default-max-tokens N] [--max-n 16] [--max-body-bytes 4194304] [--request-timeout 30]\n"
