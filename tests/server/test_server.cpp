@@ -25,6 +25,7 @@
 #include "server/http.cpp"
 #include "server/metrics.cpp"
 #include "server/openai_api.cpp"
+#include "server/routes.cpp"
 #include "server/server.cpp"
 
 namespace strata::server {
