@@ -285,6 +285,7 @@ ApiRequest parse_api_request(const json& body, Endpoint endpoint, const ModelTex
     r.include_usage = opt_bool(*so, "include_usage").value_or(false);
   }
   r.ignore_eos = opt_bool(body, "ignore_eos").value_or(false);
+  r.return_stats = opt_bool(body, "return_stats").value_or(false);
   r.skip_special_tokens = opt_bool(body, "skip_special_tokens").value_or(true);
   if (const json* lb = field(body, "logit_bias"); lb && !(lb->is_object() && lb->empty()))
     bad("logit_bias", "'logit_bias' is not supported");
@@ -350,6 +351,18 @@ json usage_json(const Usage& u) {
             {"total_tokens", u.prompt_tokens + u.completion_tokens}};
   j["prompt_tokens_details"] = {{"cached_tokens", u.cached_tokens}};
   return j;
+}
+
+json stats_json(int index, const RequestStats& s) {
+  return {{"index", index},
+          {"prompt_tokens", s.prompt_tokens},
+          {"completion_tokens", s.completion_tokens},
+          {"cached_prompt_tokens", s.cached_prompt_tokens},
+          {"queue_s", s.queue_s},
+          {"ttft_s", s.ttft_s},
+          {"e2e_s", s.e2e_s},
+          {"expert_bytes", s.expert_bytes},
+          {"preemptions", s.preemptions}};
 }
 
 namespace {

@@ -48,6 +48,7 @@ struct ApiRequest {
   int n = 1;
   bool stream = false;
   bool include_usage = false;             // stream_options.include_usage
+  bool return_stats = false;              // Strata extension: per-choice engine stats in the reply
   int max_tokens = 16;                    // resolved against the context, per prompt at submit
   bool max_tokens_given = false;
   std::vector<std::string> stop;          // cut the text before the first match, finish "stop"
@@ -92,6 +93,9 @@ struct Usage {
 };
 
 nlohmann::json usage_json(const Usage& u);
+// The engine's per-choice RequestStats (queue/TTFT/e2e seconds, expert bytes read by the steps the
+// choice took part in, prefix-cache hits, preemptions), for "return_stats": true.
+nlohmann::json stats_json(int index, const RequestStats& s);
 // Non-streamed responses.
 nlohmann::json completion_response(const std::string& id, int64_t created, const std::string& model,
                                    const std::vector<ChoiceResult>& choices, const Usage& u, bool logprobs);

@@ -416,6 +416,7 @@ void Server::Impl::drain_job(const std::shared_ptr<Job>& jp) {
       job.final_seen[i] = 1;
       job.n_final++;
       metrics.observe_finished({te.ev.stats, te.ev.reason});
+      if (job.req.return_stats) job.stats.push_back(stats_json(s.total().index, te.ev.stats));
       if (te.ev.reason == FinishReason::Error && job.error.empty())
         job.error = te.ev.error.empty() ? "generation failed" : te.ev.error;
       if (!job.completed) {
@@ -446,7 +447,9 @@ void Server::Impl::complete_job(Conn* c, Job& job) {
       queue_out(*c, job.chunked ? http_chunk(ev) : ev);
     }
     if (a.include_usage) {
-      std::string ev = sse_event(usage_chunk(job.id, job.created, a.model, a.endpoint, job.usage));
+      json u = usage_chunk(job.id, job.created, a.model, a.endpoint, job.usage);
+      if (a.return_stats) u["stats"] = job.stats;
+      std::string ev = sse_event(u);
       queue_out(*c, job.chunked ? http_chunk(ev) : ev);
     }
     const std::string done = "data: [DONE]\n\n";
@@ -467,6 +470,7 @@ void Server::Impl::complete_job(Conn* c, Job& job) {
   json body = a.endpoint == Endpoint::Chat
                   ? chat_response(job.id, job.created, a.model, choices, job.usage, a.logprobs >= 0)
                   : completion_response(job.id, job.created, a.model, choices, job.usage, a.logprobs >= 0);
+  if (a.return_stats) body["stats"] = job.stats;
   log_line(*c, 200, seconds(Clock::now() - c->t_request), extra);
   queue_out(*c, http_response(200, "application/json", dump_json(body), job.keep_alive));
   finish_response(*c, !job.keep_alive);

@@ -72,6 +72,7 @@ struct Job {
   std::vector<Clock::time_point> last_token;
   int n_final = 0;
   Usage usage;
+  nlohmann::json stats = nlohmann::json::array();  // return_stats: per choice, in finishing order
   std::string error;  // an engine error (reason Error) to report
   bool head_sent = false, completed = false;
 

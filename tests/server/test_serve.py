@@ -192,6 +192,19 @@ r = client.chat.completions.create(model=NAME, messages=msgs, max_tokens=5, temp
 cl = r.choices[0].logprobs.content
 check(len(cl) == 5 and all(len(e.top_logprobs) == 2 and e.logprob <= 0 for e in cl), f"chat logprobs {cl}")
 
+# --- per-request engine stats (a Strata extension): expert bytes on a MoE model ----------------
+r = client.completions.create(model=NAME, prompt=ids, max_tokens=5, n=2, temperature=0,
+                              extra_body={"ignore_eos": True, "return_stats": True})
+st = (r.model_extra or {}).get("stats", [])
+check(sorted(x["index"] for x in st) == [0, 1] and all(x["expert_bytes"] > 0 and x["completion_tokens"] == 5 and
+                                                         0 <= x["queue_s"] <= x["ttft_s"] <= x["e2e_s"] for x in st),
+      f"return_stats: {st}")
+cs = list(client.completions.create(model=NAME, prompt=ids, max_tokens=3, temperature=0, stream=True,
+                                    stream_options={"include_usage": True},
+                                    extra_body={"ignore_eos": True, "return_stats": True}))
+st = (cs[-1].model_extra or {}).get("stats", [])
+check(len(st) == 1 and st[0]["expert_bytes"] > 0, f"streamed return_stats: {st}")
+
 # --- 64 concurrent streams all complete ----------------------------------------------------------
 def one_stream(i):
     cl = openai.OpenAI(base_url=BASE + "/v1", api_key=KEY, max_retries=0, timeout=120)
