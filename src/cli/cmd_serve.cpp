@@ -12,16 +12,6 @@
 #include "server/server.h"
 #include "tokenizer/model_text.h"
 
-// Until the root CMakeLists compiles src/server/*.cpp into strata_lib (asked of the lead), the
-// server's sources are compiled into this command here. Remove these lines when it does.
-#include "server/engine_service.cpp"
-#include "server/generation.cpp"
-#include "server/http.cpp"
-#include "server/metrics.cpp"
-#include "server/openai_api.cpp"
-#include "server/routes.cpp"
-#include "server/server.cpp"
-
 namespace strata::cli {
 namespace {
 

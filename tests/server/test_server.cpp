@@ -17,16 +17,15 @@
 #include <random>
 #include <thread>
 
-#include "test_util.h"
+#include <nlohmann/json.hpp>
 
-// Until the root CMakeLists compiles src/server/*.cpp into strata_lib (asked of the lead), this
-// test compiles the server sources it needs here. Remove these lines when it does.
-#include "server/generation.cpp"
-#include "server/http.cpp"
-#include "server/metrics.cpp"
-#include "server/openai_api.cpp"
-#include "server/routes.cpp"
-#include "server/server.cpp"
+#include "server/generation.h"
+#include "server/http.h"
+#include "server/metrics.h"
+#include "server/openai_api.h"
+#include "server/server.h"
+#include "server/service.h"
+#include "test_util.h"
 
 namespace strata::server {
 namespace {
