@@ -8,7 +8,8 @@
 #     on THREADS threads (default 2), as ratios Strata / llama.cpp.
 # llama.cpp comes from PyPI: the llama-cpp-python sdist (pip download, built from source here);
 # its vendored llama.cpp tools are built with CMake into $WORK. Nothing of it is committed.
-# Usage: bash bench/smollm2/bench_vs_llamacpp.sh [--quick]   (--quick: 10 chunks instead of 195)
+# Usage: bash bench/smollm2/bench_vs_llamacpp.sh [--quick | --speed-only]
+#   --quick: 10 chunks instead of 195; --speed-only: part 2 only (bench/results/smollm2_speed.md)
 # Results: a markdown table on stdout (also written to bench/results/smollm2_vs_llamacpp.md).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -18,7 +19,9 @@ WORK="${WORK:-/tmp/strata-llamacpp}"
 LLAMA_CPP_PYTHON="${LLAMA_CPP_PYTHON:-0.3.36}"
 TEXT="${TEXT:-$ROOT/../shared/fixtures/corpus/moby-dick.txt}"
 CHUNKS=195
+SPEED_ONLY=0
 [ "${1:-}" = "--quick" ] && CHUNKS=10
+[ "${1:-}" = "--speed-only" ] && SPEED_ONLY=1
 MODEL="$(bash scripts/fetch_model.sh)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target strata >/dev/null
@@ -37,6 +40,24 @@ if [ ! -x "$SRC/build/bin/llama-perplexity" ] || [ ! -x "$SRC/build/bin/llama-be
 fi
 BIN="$SRC/build/bin"
 
+# --- 2. speed (first: the quickest part, and the one a loaded machine disturbs most)
+LB=$("$BIN/llama-bench" -m "$MODEL" -t "$THREADS" -p 512 -n 128 -r 3 -o json 2>/dev/null)
+SB=$(OMP_NUM_THREADS="$THREADS" "$STRATA" bench-model --model "$MODEL" --pp 512 --tg 128 --reps 3)
+if [ "$SPEED_ONLY" = 1 ]; then
+  python3 - "$LB" "$SB" "$THREADS" <<'PY' | tee bench/results/smollm2_speed.md
+import json, platform, sys, os
+lb = json.loads(sys.argv[1]); sb = json.loads(sys.argv[2])
+pp = next(r["avg_ts"] for r in lb if r["n_prompt"] > 0 and r["n_gen"] == 0)
+tg = next(r["avg_ts"] for r in lb if r["n_gen"] > 0 and r["n_prompt"] == 0)
+print(f"SmolLM2-135M-Instruct Q4_1, {sys.argv[3]} threads, {os.cpu_count()} cpus ({platform.machine()}); llama.cpp = llama-cpp-python sdist {lb[0].get('build_commit','?')}")
+print("| metric | llama.cpp | Strata | Strata / llama.cpp |")
+print("|---|---:|---:|---:|")
+print(f"| prompt processing pp512, tok/s | {pp:.1f} | {sb['pp_tokens_per_s']:.1f} | {sb['pp_tokens_per_s']/pp:.2f}x |")
+print(f"| generation tg128, tok/s | {tg:.1f} | {sb['tg_tokens_per_s']:.1f} | {sb['tg_tokens_per_s']/tg:.2f}x |")
+PY
+  exit 0
+fi
+
 # --- 1. tokenization and perplexity
 MAXTOK=$((CHUNKS * 512))
 "$STRATA" tokenize --tokenizer "$MODEL" --file "$TEXT" > "$WORK/strata_ids.json"
@@ -53,9 +74,6 @@ LPPL=$("$BIN/llama-perplexity" -m "$MODEL" -f "$TEXT" -c 512 -b 512 --chunks "$C
 SJSON=$(OMP_NUM_THREADS="$THREADS" "$STRATA" perplexity --model "$MODEL" --file "$TEXT" --ctx 512 --max-tokens "$MAXTOK" 2>/dev/null)
 SPPL=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['perplexity'])" "$SJSON")
 
-# --- 2. speed
-LB=$("$BIN/llama-bench" -m "$MODEL" -t "$THREADS" -p 512 -n 128 -r 3 -o json 2>/dev/null)
-SB=$(OMP_NUM_THREADS="$THREADS" "$STRATA" bench-model --model "$MODEL" --pp 512 --tg 128 --reps 3)
 
 python3 - "$LPPL" "$SPPL" "$LB" "$SB" "$CHUNKS" "$THREADS" "$SAME_TOKENS" <<'PY' | tee bench/results/smollm2_vs_llamacpp.md
 import json, platform, sys, os
