@@ -159,6 +159,7 @@ int cmd_run(const Args& a) {
   Stats st;
   s.reply(prompt, print_piece, st);
   std::printf("\n");
+  std::fflush(stdout);  // the answer's newline before the stats line on stderr
   if (a.flag("stats") || a.flag("stats-json")) print_stats(st, a.flag("stats-json"));
   return 0;
 }

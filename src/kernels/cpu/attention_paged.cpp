@@ -2,6 +2,8 @@
 // uses for every sequence, contiguous caches included (as a one-block table).
 #include "kernels/cpu/attention_paged.h"
 
+#include "kernels/cpu/ops.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -9,20 +11,6 @@
 namespace strata {
 
 namespace {
-// In-place softmax over n scores; the same steps as ops.cpp's, so a one-block table reproduces
-// attention_causal_f32 bit for bit.
-void softmax_inplace(float* p, int n) {
-  float mx = p[0];
-  for (int i = 1; i < n; i++) mx = std::max(mx, p[i]);
-  double sum = 0;
-  for (int i = 0; i < n; i++) {
-    p[i] = std::exp(p[i] - mx);
-    sum += p[i];
-  }
-  const float inv = float(1.0 / sum);
-  for (int i = 0; i < n; i++) p[i] *= inv;
-}
-
 // Pool row of token position t: block_table[t / bs] * bs + t % bs.
 inline size_t pool_row(const int* block_table, int block_size, int t) {
   return size_t(block_table[t / block_size]) * size_t(block_size) + size_t(t % block_size);

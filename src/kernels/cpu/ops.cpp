@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "kernels/cpu/attention_paged.h"
 #include "kernels/cpu/linear.h"
 
 namespace strata {
@@ -50,8 +51,6 @@ void rope_apply_f32(float* x, int M, int n_heads, int stride, int rot_dim, const
   }
 }
 
-namespace {
-// In-place softmax over n scores.
 void softmax_inplace(float* p, int n) {
   float mx = p[0];
   for (int i = 1; i < n; i++) mx = std::max(mx, p[i]);
@@ -63,61 +62,18 @@ void softmax_inplace(float* p, int n) {
   const float inv = float(1.0 / sum);
   for (int i = 0; i < n; i++) p[i] *= inv;
 }
-}  // namespace
 
+// The contiguous caches are one-block tables of the paged kernels (same arithmetic, same bits).
 void attention_causal_f32(const float* q, int M, int H, int Hkv, int hd, int hdv, const float* k, const float* v,
                           int pos0, float scale, float* out) {
-  const int group = H / Hkv;
-#pragma omp parallel for collapse(2) schedule(dynamic, 4)
-  for (int m = 0; m < M; m++) {
-    for (int h = 0; h < H; h++) {
-      const int n_keys = pos0 + m + 1;
-      const int hk = h / group;
-      const float* qv = q + (size_t(m) * H + h) * hd;
-      std::vector<float> p(static_cast<size_t>(n_keys));
-      for (int t = 0; t < n_keys; t++) {
-        const float* kv = k + (size_t(t) * Hkv + hk) * hd;
-        float dot = 0.f;
-        for (int d = 0; d < hd; d++) dot += qv[d] * kv[d];
-        p[t] = dot * scale;
-      }
-      softmax_inplace(p.data(), n_keys);
-      float* o = out + (size_t(m) * H + h) * hdv;
-      std::fill(o, o + hdv, 0.f);
-      for (int t = 0; t < n_keys; t++) {
-        const float* vv = v + (size_t(t) * Hkv + hk) * hdv;
-        for (int d = 0; d < hdv; d++) o[d] += p[t] * vv[d];
-      }
-    }
-  }
+  const int table[1] = {0};
+  attention_paged_f32(q, M, H, Hkv, hd, hdv, k, v, table, pos0 + M, pos0, scale, out);
 }
 
 void mla_attention_f32(const float* q_lat, const float* q_pe, int M, int H, int R, int P, const float* latent,
                        const float* k_pe, int pos0, float scale, float* out_lat) {
-#pragma omp parallel for collapse(2) schedule(dynamic, 4)
-  for (int m = 0; m < M; m++) {
-    for (int h = 0; h < H; h++) {
-      const int n_keys = pos0 + m + 1;
-      const float* ql = q_lat + (size_t(m) * H + h) * R;
-      const float* qp = q_pe + (size_t(m) * H + h) * P;
-      std::vector<float> p(static_cast<size_t>(n_keys));
-      for (int t = 0; t < n_keys; t++) {
-        const float* c = latent + size_t(t) * R;
-        const float* kp = k_pe + size_t(t) * P;
-        float dot = 0.f;
-        for (int d = 0; d < R; d++) dot += ql[d] * c[d];
-        for (int d = 0; d < P; d++) dot += qp[d] * kp[d];
-        p[t] = dot * scale;
-      }
-      softmax_inplace(p.data(), n_keys);
-      float* o = out_lat + (size_t(m) * H + h) * R;
-      std::fill(o, o + R, 0.f);
-      for (int t = 0; t < n_keys; t++) {
-        const float* c = latent + size_t(t) * R;
-        for (int d = 0; d < R; d++) o[d] += p[t] * c[d];
-      }
-    }
-  }
+  const int table[1] = {0};
+  mla_attention_paged_f32(q_lat, q_pe, M, H, R, P, latent, k_pe, table, pos0 + M, pos0, scale, out_lat);
 }
 
 void matmul_rows_f32(const float* x, int M, const LinearWeight& w, int row0, int R, float* y) {

@@ -24,6 +24,9 @@ void add_f32(float* y, const float* x, size_t n);
 void rope_apply_f32(float* x, int M, int n_heads, int stride, int rot_dim, const float* cos, const float* sin,
                     bool interleaved);
 
+// In-place softmax over n scores (max-subtracted, double-accumulated sum): attention and routing.
+void softmax_inplace(float* p, int n);
+
 // Causal GQA attention. q: [M, H, hd]; k: [n_ctx, Hkv, hd]; v: [n_ctx, Hkv, hdv];
 // query m is at position pos0 + m and sees keys [0, pos0 + m]. out: [M, H, hdv].
 void attention_causal_f32(const float* q, int M, int H, int Hkv, int hd, int hdv, const float* k, const float* v,
