@@ -11,18 +11,13 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "tokenizer/tokenizer.h"
 
 namespace strata::cli {
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  STRATA_CHECK(f, "cannot open " + path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string read_file(const std::string& path) { return read_regular_file(path); }
 
 void print_ids(const std::vector<int>& ids) {
   std::string s = "[";

@@ -13,7 +13,7 @@ void require_regular_file(const std::string& path);
 // Same for a directory.
 void require_directory(const std::string& path);
 // The whole content of regular file `path`; Error naming the path when it is not a regular file,
-// cannot be read, or is larger than `max_bytes`.
-std::string read_regular_file(const std::string& path, size_t max_bytes);
+// cannot be read, or is larger than `max_bytes` (default 16 GiB: text inputs, configs).
+std::string read_regular_file(const std::string& path, size_t max_bytes = size_t(1) << 34);
 
 }  // namespace strata
