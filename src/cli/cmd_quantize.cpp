@@ -113,7 +113,8 @@ int cmd_quantize(const Args& a) {
   opt.scheme.symmetric = !a.flag("asymmetric");
   if (a.has("ignore")) {
     opt.ignore_given = true;
-    opt.ignore = split_patterns(a.get("ignore", ""));
+    for (const std::string& v : a.get_all("ignore"))  // repeatable, each a comma-separated list
+      for (std::string& p : split_patterns(v)) opt.ignore.push_back(std::move(p));
   }
   opt.max_shard_bytes = size_t(a.get_int("max-shard-mb", 5120, 1, 1 << 30)) << 20;
   opt.progress = ::isatty(2);  // a redrawn bar is for terminals, not for logs
@@ -192,7 +193,7 @@ int cmd_quantize(const Args& a) {
 const CommandRegistration kQuantize(
     {"quantize",
      "  strata quantize --model BF16_DIR --output DIR [--method rtn|gptq] [--group-size 32|64|128]\n"
-     "                  [--symmetric|--asymmetric] [--ignore P1,P2,...] [--max-shard-mb 5120]\n"
+     "                  [--symmetric|--asymmetric] [--ignore P1,P2,... [--ignore P3 ...]] [--max-shard-mb 5120]\n"
      "                  [--calibration FILE --samples 128 --seq-len 512 --damp 0.01] [--tokenizer T]\n"
      "                  [--report [--eval-file TEXT --eval-ctx 512 --eval-max-tokens N]]\n"
      "      compressed-tensors pack-quantized INT4 (what Kimi-K2-Thinking ships), streamed tensor by tensor.\n"

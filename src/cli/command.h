@@ -13,7 +13,8 @@ namespace strata::cli {
 // Parsed `--key value` options and `--flag` switches of one invocation.
 struct Args {
   std::string cmd;
-  std::map<std::string, std::string> opts;
+  std::map<std::string, std::string> opts;                 // the last value of each option
+  std::map<std::string, std::vector<std::string>> all;     // every value, in order (repeatable options)
   bool flag(const std::string& k) const { return opts.count(k) != 0; }
   bool has(const std::string& k) const { return opts.count(k) != 0; }
   // The value of a required option; throws Error naming it and the command's usage.
@@ -21,6 +22,11 @@ struct Args {
   std::string get(const std::string& k, const std::string& fallback) const;
   long get_int(const std::string& k, long fallback, long lo, long hi) const;
   double get_double(const std::string& k, double fallback, double lo, double hi) const;
+  // Every value of a repeatable option (`--ignore A --ignore B`), in order; empty when absent.
+  std::vector<std::string> get_all(const std::string& k) const {
+    auto it = all.find(k);
+    return it == all.end() ? std::vector<std::string>{} : it->second;
+  }
   std::string usage;  // the command's usage text, appended to argument errors
 };
 

@@ -105,6 +105,7 @@ Args parse_args(const Command& c, int argc, char** argv) {
     } else {
       STRATA_CHECK(i + 1 < argc, "--" + s + " needs a value\nusage:\n" + c.usage);
       a.opts[s] = argv[++i];
+      a.all[s].push_back(a.opts[s]);
     }
   }
   return a;

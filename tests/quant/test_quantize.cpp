@@ -91,6 +91,18 @@ TEST(QuantizeDefaults, DefaultRunOnDenseFixtureViaCliMatchesFixture) {
   EXPECT_EQ(test::read_text(d.path + "/q/config.json"), test::read_text(src + "_int4/config.json"));
 }
 
+TEST(QuantizeCli, RepeatedIgnoreFlagsGiveTheFixturesOwnList) {
+  // kimi_k2 with its fixture's ignore list, one --ignore flag per pattern: the *_int4 fixture.
+  const std::string src = test::fixtures_dir() + "/models/kimi_k2";
+  const auto fix = fixture_ignore(src + "_int4");
+  ASSERT_GE(fix.size(), 2u);
+  test::TempDir d;
+  std::string cmd = std::string(STRATA_BINARY) + " quantize --model " + src + " --output " + d.path + "/q";
+  for (const auto& p : fix) cmd += " --ignore '" + p + "'";
+  ASSERT_EQ(std::system((cmd + " 2>/dev/null").c_str()), 0) << cmd;
+  expect_same_tensors(d.path + "/q", src + "_int4");
+}
+
 TEST(QuantizeCli, GptqWithReportOnAMoeFixture) {
   // Calibration and held-out text from the corpus; every routed expert that saw tokens is GPTQ'd.
   const std::string src = test::fixtures_dir() + "/models/qwen3_moe";
