@@ -82,4 +82,17 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
+void expect_same_tensors(const std::string& a_dir, const std::string& b_dir) {
+  TensorStore a = TensorStore::open(a_dir), b = TensorStore::open(b_dir);
+  ASSERT_EQ(a.tensors().size(), b.tensors().size());
+  for (const auto& [name, ta] : a.tensors()) {
+    ASSERT_TRUE(b.has(name)) << name;
+    const TensorView& tb = b.get(name);
+    EXPECT_EQ(ta.dtype, tb.dtype) << name;
+    EXPECT_EQ(ta.shape, tb.shape) << name;
+    ASSERT_EQ(ta.nbytes, tb.nbytes) << name;
+    EXPECT_EQ(std::memcmp(ta.data, tb.data, ta.nbytes), 0) << name;
+  }
+}
+
 }  // namespace strata::test

@@ -58,6 +58,9 @@ inline void expect_error(const std::function<void()>& f, const std::vector<std::
     EXPECT_NE(msg.find(n), std::string::npos) << "error message lacks \"" << n << "\": " << msg;
 }
 
+// Both checkpoints hold the same tensor names, each with the same dtype, shape and bytes.
+void expect_same_tensors(const std::string& a_dir, const std::string& b_dir);
+
 void write_text(const std::string& path, const std::string& text);
 std::string read_text(const std::string& path);
 

@@ -3,6 +3,8 @@
 // Not pushed anywhere: scraped.
 #include "server/metrics.h"
 
+#include "server/generation.h"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -20,15 +22,6 @@ void line(std::string& out, const std::string& name, const std::string& help, co
   out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + num(v) + "\n";
 }
 
-const char* reason_name(FinishReason r) {
-  switch (r) {
-    case FinishReason::Stop: return "stop";
-    case FinishReason::Length: return "length";
-    case FinishReason::Abort: return "abort";
-    case FinishReason::Error: return "error";
-  }
-  return "error";
-}
 
 }  // namespace
 
@@ -66,7 +59,7 @@ void ServerMetrics::observe_finished(const FinishedStats& f) {
   if (f.stats.completion_tokens > 0) ttft_.observe(f.stats.ttft_s);
   e2e_.observe(f.stats.e2e_s);
   queue_.observe(f.stats.queue_s);
-  finished_by_reason_[reason_name(f.reason)]++;
+  finished_by_reason_[finish_reason_name(f.reason)]++;
   cached_prompt_tokens_ += uint64_t(std::max(0, f.stats.cached_prompt_tokens));
 }
 

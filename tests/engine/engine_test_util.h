@@ -2,6 +2,7 @@
 // (Model::forward, one sequence at a time, greedy) and an EngineCore driven step by step with
 // requests arriving at chosen steps. Not assertions: each test states its own.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -55,9 +56,11 @@ struct Arrival {
   std::vector<int> prompt;
 };
 
-// Greedy outputs per arrival index, stepping the core until every request finished.
+// Greedy outputs per arrival index, stepping the core until every request finished;
+// `after_step` (optional) sees the core after each step (e.g. its expert bytes).
 inline std::vector<Greedy> run_core(EngineCore& core, const std::vector<Arrival>& arrivals, int max_tokens,
-                                    int max_steps = 10000) {
+                                    int max_steps = 10000,
+                                    const std::function<void(const EngineCore&)>& after_step = {}) {
   std::vector<Greedy> out(arrivals.size());
   std::map<uint64_t, size_t> index;
   std::vector<CoreOutput> ev;
@@ -75,6 +78,7 @@ inline std::vector<Greedy> run_core(EngineCore& core, const std::vector<Arrival>
       core.add(i + 1, r, EngineCore::now());
     }
     core.step(ev);
+    if (after_step) after_step(core);
     for (CoreOutput& o : ev) {
       Greedy& g = out[index.at(o.id)];
       if (o.event.finished) {

@@ -27,37 +27,14 @@ std::string layers(const std::vector<uint64_t>& v) {
 Load run(Model& model, const EngineConfig& cfg, const std::vector<test::Arrival>& arrivals, int max_tokens) {
   EngineCore core(model, cfg);
   Load l;
-  std::vector<CoreOutput> ev;
-  std::map<uint64_t, size_t> index;
-  l.out.resize(arrivals.size());
-  size_t finished = 0;
-  for (int step = 0; finished < arrivals.size() && step < 1000; step++) {
-    for (size_t i = 0; i < arrivals.size(); i++) {
-      if (arrivals[i].step != step) continue;
-      GenerationRequest r;
-      r.prompt = arrivals[i].prompt;
-      r.max_tokens = max_tokens;
-      r.sampling.temperature = 0;
-      r.ignore_eos = true;
-      index[i + 1] = i;
-      core.add(i + 1, r, EngineCore::now());
-    }
-    core.step(ev);
+  l.out = test::run_core(core, arrivals, max_tokens, 1000, [&](const EngineCore& c) {
     uint64_t step_bytes = 0;
-    for (size_t b : core.last_step_layer_expert_bytes()) step_bytes += b;
+    for (size_t b : c.last_step_layer_expert_bytes()) step_bytes += b;
     l.total += step_bytes;
-    if (core.last_plan().n_prefill_tokens > 0) l.prefill_steps += step_bytes;
-    for (const CoreOutput& o : ev) {
-      if (o.event.finished) {
-        finished++;
-        EXPECT_EQ(o.event.reason, FinishReason::Length) << o.event.error;
-      } else {
-        l.out[index.at(o.id)].ids.push_back(o.event.token);
-      }
-    }
-    ev.clear();
+    if (c.last_plan().n_prefill_tokens > 0) l.prefill_steps += step_bytes;
     l.steps++;
-  }
+  });
+  for (const test::Greedy& g : l.out) EXPECT_EQ(g.reason, FinishReason::Length) << g.error;
   EXPECT_EQ(l.total, core.metrics().expert_bytes);
   l.per_layer = core.metrics().layer_expert_bytes;
   return l;

@@ -29,19 +29,6 @@ std::vector<std::string> fixture_ignore(const std::string& int4_dir) {
   return j["quantization_config"]["ignore"].get<std::vector<std::string>>();
 }
 
-void expect_same_tensors(const std::string& a_dir, const std::string& b_dir) {
-  TensorStore a = TensorStore::open(a_dir), b = TensorStore::open(b_dir);
-  ASSERT_EQ(a.tensors().size(), b.tensors().size());
-  for (const auto& [name, ta] : a.tensors()) {
-    ASSERT_TRUE(b.has(name)) << name;
-    const TensorView& tb = b.get(name);
-    EXPECT_EQ(ta.dtype, tb.dtype) << name;
-    EXPECT_EQ(ta.shape, tb.shape) << name;
-    ASSERT_EQ(ta.nbytes, tb.nbytes) << name;
-    EXPECT_EQ(std::memcmp(ta.data, tb.data, ta.nbytes), 0) << name;
-  }
-}
-
 class FixtureRtn : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FixtureRtn, ReproducesInt4FixtureBitForBit) {
@@ -54,7 +41,7 @@ TEST_P(FixtureRtn, ReproducesInt4FixtureBitForBit) {
   opt.ignore = fixture_ignore(ref);
   const QuantizeSummary s = quantize_checkpoint(src, d.path + "/q", opt);
   EXPECT_GT(s.tensors.size(), 0u);
-  expect_same_tensors(d.path + "/q", ref);
+  test::expect_same_tensors(d.path + "/q", ref);
   EXPECT_EQ(test::read_text(d.path + "/q/config.json"), test::read_text(ref + "/config.json"));
   EXPECT_EQ(test::read_text(d.path + "/q/tokenizer.json"), test::read_text(src + "/tokenizer.json"));
 }
@@ -87,7 +74,7 @@ TEST(QuantizeDefaults, DefaultRunOnDenseFixtureViaCliMatchesFixture) {
   test::TempDir d;
   const std::string cmd = std::string(STRATA_BINARY) + " quantize --model " + src + " --output " + d.path + "/q 2>/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
-  expect_same_tensors(d.path + "/q", src + "_int4");
+  test::expect_same_tensors(d.path + "/q", src + "_int4");
   EXPECT_EQ(test::read_text(d.path + "/q/config.json"), test::read_text(src + "_int4/config.json"));
 }
 
@@ -100,7 +87,7 @@ TEST(QuantizeCli, RepeatedIgnoreFlagsGiveTheFixturesOwnList) {
   std::string cmd = std::string(STRATA_BINARY) + " quantize --model " + src + " --output " + d.path + "/q";
   for (const auto& p : fix) cmd += " --ignore '" + p + "'";
   ASSERT_EQ(std::system((cmd + " 2>/dev/null").c_str()), 0) << cmd;
-  expect_same_tensors(d.path + "/q", src + "_int4");
+  test::expect_same_tensors(d.path + "/q", src + "_int4");
 }
 
 TEST(QuantizeCli, GptqWithReportOnAMoeFixture) {
@@ -320,7 +307,7 @@ TEST(QuantizeCheckpoint, ShardedOutputReadsBackAsTheSingleFile) {
   opt.max_shard_bytes = 64 << 10;
   const QuantizeSummary s = quantize_checkpoint(src, d.path + "/many", opt);
   EXPECT_GT(s.n_shards, 3);
-  expect_same_tensors(d.path + "/many", d.path + "/one");
+  test::expect_same_tensors(d.path + "/many", d.path + "/one");
   // And the asymmetric output dequantises to within a step of the original everywhere.
   dequantize_checkpoint(d.path + "/one", d.path + "/deq", DType::F32);
   TensorStore a = TensorStore::open(src), b = TensorStore::open(d.path + "/deq");
