@@ -23,15 +23,16 @@ namespace strata {
 
 namespace {
 
-// Grow-only device scratch.
+// Grow-only device scratch; `zeroed`: zero-filled when (re)allocated (w4a16_linear's workspace contract).
 struct DevBuf {
   void* p = nullptr;
   size_t n = 0;
-  void* get(size_t bytes) {
+  void* get(size_t bytes, bool zeroed = false) {
     if (bytes > n) {
       if (p) STRATA_CUDA_CHECK(cudaFree(p));
       p = nullptr;
       STRATA_CUDA_CHECK(cudaMalloc(&p, bytes));
+      if (zeroed) STRATA_CUDA_CHECK(cudaMemset(p, 0, bytes));
       n = bytes;
     }
     return p;
@@ -77,7 +78,7 @@ class CudaBackend final : public Backend {
     auto* dx = static_cast<uint16_t*>(x_.get(xb.size() * 2));
     auto* dy = static_cast<uint16_t*>(y_.get(size_t(M) * N * 2));
     const size_t wsb = cuda::w4a16_workspace_bytes(M, N, K);
-    void* ws = wsb ? ws_.get(wsb) : nullptr;
+    void* ws = wsb ? linear_ws_.get(wsb, /*zeroed=*/true) : nullptr;  // its own: the MoE's scratch would clobber the counters
     STRATA_CUDA_CHECK(cudaMemcpyAsync(dx, xb.data(), xb.size() * 2, cudaMemcpyHostToDevice, stream_));
     cuda::w4a16_linear(dx, M, dw, dy, ws, wsb, stream_);
     std::vector<uint16_t> yb(size_t(M) * N);
@@ -223,7 +224,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   std::unordered_map<const void*, cuda::W4A16Weight> weights_;      // INT4 linears, key: LinearWeight::packed
   std::map<std::pair<const void*, size_t>, cuda::W4A16MoeLayer> moe_;  // key: expert 0's gate bytes, E
-  DevBuf x_, y_, ws_, bias_;
+  DevBuf x_, y_, ws_, linear_ws_, bias_;
 };
 
 }  // namespace
