@@ -197,49 +197,6 @@ std::vector<int> parse_ints(const char* s) {
 
 // ------------------------------------------------------------------------------------------------ GEMM
 
-// "stream S8 R4 W8 132 CTAs", "pipe S4 R4 W16 C1": the skinny kernel and configuration a call takes.
-std::string skinny_label(const SkinnyConfig& c) {
-  const std::string rw = "R" + std::to_string(c.rows) + " W" + std::to_string(c.warps);
-  if (c.stream)
-    return "stream S" + std::to_string(c.stages) + " " + rw + " T" + std::to_string(c.unit_k) + " " +
-           std::to_string(c.ctas) + " CTAs";
-  return std::string(c.pipe ? "pipe S" + std::to_string(c.stages) : c.xs ? "xs" : "regs") + " " + rw + " C" +
-         std::to_string(c.split);
-}
-
-// The skinny configurations the sweep times: the pipelined kernel (R row blocks x W warps, no cluster split: it
-// lost everywhere on the H200) and the stream-K kernel (groups of W x R row blocks, 1 or 2 CTAs per SM).
-std::vector<W4A16Options> skinny_variants(int M, int N) {
-  std::vector<W4A16Options> v;
-  for (int r : {1, 2, 4, 8})
-    for (int wp : {4, 8, 16}) {
-      if (r == 8 && (M <= 8 || (N / 16) % 8 != 0)) continue;
-      W4A16Options o;
-      o.path = W4A16Path::Skinny;
-      o.skinny_rows = r;
-      o.skinny_warps = wp;
-      o.skinny_split = 1;
-      o.skinny_pipe = 1;
-      o.skinny_stream = 0;
-      v.push_back(o);
-    }
-  for (int r : {1, 2})
-    for (int wp : {4, 8, 16})
-      for (int kt : {4, 8})
-        for (int per_sm : {1, 2}) {
-          if ((N / 16) % (r * wp) != 0) continue;
-          W4A16Options o;
-          o.path = W4A16Path::Skinny;
-          o.skinny_rows = r;
-          o.skinny_warps = wp;
-          o.skinny_stream = 1;
-          o.skinny_stream_kt = kt;
-          o.skinny_stream_ctas = per_sm;
-          v.push_back(o);
-        }
-  return v;
-}
-
 void bench_gemm(Env& env) {
   std::vector<std::pair<int, int>> shapes = {{8192, 28672}, {28672, 8192}, {2048, 7168}, {7168, 2048}};
   std::vector<int> Ms = {1, 4, 16, 64, 256, 1024, 4096};
@@ -287,7 +244,7 @@ void bench_gemm(Env& env) {
     STRATA_CUDA_CHECK(cudaMalloc(&y, size_t(max_m) * N * 2));
     launch_fill_bf16(x, size_t(max_m) * K, seed++, 0.25f, 1.0f, true);
     size_t ws_bytes = 0;
-    for (int M : Ms) {
+    for (int M : Ms)
       for (int bt : {64, 128, 256}) {
         W4A16Options o;
         o.path = W4A16Path::Wgmma;
@@ -296,15 +253,8 @@ void bench_gemm(Env& env) {
         o.path = W4A16Path::Tiled;
         ws_bytes = std::max(ws_bytes, w4a16_workspace_bytes(M, N, K, o));
       }
-      if (M <= 16)
-        for (const W4A16Options& v : skinny_variants(M, N)) ws_bytes = std::max(ws_bytes, w4a16_workspace_bytes(M, N, K, v));
-      ws_bytes = std::max(ws_bytes, w4a16_workspace_bytes(M, N, K));
-    }
     void* ws = nullptr;
-    if (ws_bytes) {  // zero-filled once (the stream kernel's counters; w4a16_linear's contract)
-      STRATA_CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
-      STRATA_CUDA_CHECK(cudaMemset(ws, 0, ws_bytes));
-    }
+    if (ws_bytes) STRATA_CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
     STRATA_CUDA_CHECK(cudaDeviceSynchronize());
 
     {  // the floor of a skinny launch: read the same packed bytes, nothing else, same rotation and graph chain
@@ -350,11 +300,13 @@ void bench_gemm(Env& env) {
       const W4A16Path ap = w4a16_auto_path(M);
       std::string cfg = w4a16_path_name(ap);
       if (ap == W4A16Path::Skinny) {
-        cfg += " " + skinny_label(w4a16_skinny_config(M, N, K));
+        const SkinnyConfig sc = w4a16_skinny_config(M, N, K);
+        cfg += std::string(sc.pipe ? " pipe S" + std::to_string(sc.stages) : sc.xs ? " xs" : "") + " R" +
+               std::to_string(sc.rows) + " W" + std::to_string(sc.warps) + " C" + std::to_string(sc.split);
       } else {
         const size_t wsb = w4a16_workspace_bytes(M, N, K);
         cfg += " BT" + std::to_string(M > 128 ? 256 : M > 64 ? 128 : 64) + " split" +
-               std::to_string(wsb ? (wsb - kW4A16CounterBytes) / (size_t(M) * N * 4) : 1);
+               std::to_string(wsb ? wsb / (size_t(M) * N * 4) : 1);
       }
       const double flop = 2.0 * M * double(nk);
       const double gbs = double(w4_bytes) / (t_auto * 1e-6) / 1e9;
@@ -376,11 +328,25 @@ void bench_gemm(Env& env) {
             std::snprintf(b, sizeof b, " auto noPDL %.1f |", run(o));
             row += b;
           }
-          for (const W4A16Options& v : skinny_variants(M, N)) {
-            char b[96];
-            std::snprintf(b, sizeof b, " %s %.1f |", skinny_label(w4a16_skinny_config(M, N, K, v)).c_str(), run(v));
-            row += b;
-          }
+          for (int pipe : {0, 1})
+            for (int r : {1, 2, 4, 8})
+              for (int wp : {4, 8, 16})
+                for (int cl : {1, 2}) {
+                  if (!pipe && (wp == 4 || r == 8)) continue;
+                  if (r == 8 && (M <= 8 || (N / 16) % 8 != 0)) continue;
+                  W4A16Options o;
+                  o.path = W4A16Path::Skinny;
+                  o.skinny_rows = r;
+                  o.skinny_warps = wp;
+                  o.skinny_split = cl;
+                  o.skinny_pipe = pipe;
+                  const SkinnyConfig sc = w4a16_skinny_config(M, N, K, o);
+                  char b[80];
+                  std::snprintf(b, sizeof b, " %sR%dW%dC%d %.1f |",
+                                pipe ? ("pS" + std::to_string(sc.stages)).c_str() : sc.xs ? "xs" : "", r, sc.warps,
+                                sc.split, run(o));
+                  row += b;
+                }
         } else {
           for (int bt : {64, 128, 256}) {
             W4A16Options o;
@@ -571,10 +537,7 @@ void run_one(int N, int K, int M, int bt) {
   }
   const size_t wsb = w4a16_workspace_bytes(M, N, K, o);
   void* ws = nullptr;
-  if (wsb) {
-    STRATA_CUDA_CHECK(cudaMalloc(&ws, wsb));
-    STRATA_CUDA_CHECK(cudaMemset(ws, 0, wsb));
-  }
+  if (wsb) STRATA_CUDA_CHECK(cudaMalloc(&ws, wsb));
   for (int i = 0; i < 5; i++) w4a16_linear(x, M, w, y, ws, wsb, nullptr, o);
   STRATA_CUDA_CHECK(cudaDeviceSynchronize());
   std::printf("ran %d x %d, M %d, BT %d five times\n", N, K, M, bt);

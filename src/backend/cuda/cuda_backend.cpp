@@ -23,16 +23,15 @@ namespace strata {
 
 namespace {
 
-// Grow-only device scratch; `zeroed`: zero-filled when (re)allocated (w4a16_linear's workspace contract).
+// Grow-only device scratch.
 struct DevBuf {
   void* p = nullptr;
   size_t n = 0;
-  void* get(size_t bytes, bool zeroed = false) {
+  void* get(size_t bytes) {
     if (bytes > n) {
       if (p) STRATA_CUDA_CHECK(cudaFree(p));
       p = nullptr;
       STRATA_CUDA_CHECK(cudaMalloc(&p, bytes));
-      if (zeroed) STRATA_CUDA_CHECK(cudaMemset(p, 0, bytes));
       n = bytes;
     }
     return p;
@@ -78,7 +77,7 @@ class CudaBackend final : public Backend {
     auto* dx = static_cast<uint16_t*>(x_.get(xb.size() * 2));
     auto* dy = static_cast<uint16_t*>(y_.get(size_t(M) * N * 2));
     const size_t wsb = cuda::w4a16_workspace_bytes(M, N, K);
-    void* ws = wsb ? linear_ws_.get(wsb, /*zeroed=*/true) : nullptr;  // its own: the MoE's scratch would clobber the counters
+    void* ws = wsb ? ws_.get(wsb) : nullptr;
     STRATA_CUDA_CHECK(cudaMemcpyAsync(dx, xb.data(), xb.size() * 2, cudaMemcpyHostToDevice, stream_));
     cuda::w4a16_linear(dx, M, dw, dy, ws, wsb, stream_);
     std::vector<uint16_t> yb(size_t(M) * N);
@@ -224,7 +223,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   std::unordered_map<const void*, cuda::W4A16Weight> weights_;      // INT4 linears, key: LinearWeight::packed
   std::map<std::pair<const void*, size_t>, cuda::W4A16MoeLayer> moe_;  // key: expert 0's gate bytes, E
-  DevBuf x_, y_, ws_, linear_ws_, bias_;
+  DevBuf x_, y_, ws_, bias_;
 };
 
 }  // namespace

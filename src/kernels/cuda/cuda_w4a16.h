@@ -51,12 +51,8 @@ struct W4A16Options {
   // its first weights into L2, and waits for that kernel before reading x or writing y).
   bool pdl = true;
   // Skinny: the pipelined kernel (per-warp cp.async rings, S-1 stages in flight; 1, the default when -1) or the
-  // register-staged one (0); stages of the ring (2..12; 0 = as many as fit).
+  // register-staged one (0); stages of the ring (2..8; 0 = as many as fit).
   int skinny_pipe = -1, skinny_stages = 0;
-  // Skinny: the stream-K kernel (a persistent grid, every CTA the same weight bytes; needs the workspace) when 1,
-  // the pipelined one when 0, chosen from the shape when -1; its CTAs per SM (1, 2; 0 = chosen) and k tiles per
-  // unit of work (4, 8; 0 = chosen). Its row blocks per warp come from skinny_rows (1, 2).
-  int skinny_stream = -1, skinny_stream_ctas = 0, skinny_stream_kt = 0;
 };
 
 // The skinny configuration w4a16_linear would use (after overrides), for reports.
@@ -65,10 +61,7 @@ struct SkinnyConfig {
   int split = 1;                         // CTAs (one cluster) sharing a row group's K
   bool xs = false;                       // x through the shared-memory ring (W4A16Options::skinny_xs)
   bool pipe = false;                     // the pipelined kernel (W4A16Options::skinny_pipe)
-  int stages = 0;                        // its ring stages (or the stream kernel's)
-  bool stream = false;                   // the stream-K kernel (W4A16Options::skinny_stream); rows, warps, stages
-  int ctas = 0;                          // its grid (persistent: CTAs per SM x SMs, at most one per unit)
-  int unit_k = 0;                        // its k tiles per unit of work
+  int stages = 0;                        // its ring stages
 };
 SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt = {});
 
@@ -78,18 +71,13 @@ int device_sm_count();
 // The path Auto takes for M tokens.
 W4A16Path w4a16_auto_path(int M);
 
-// Workspace bytes w4a16_linear needs for this call (0 when it needs none). A non-empty workspace starts with
-// kW4A16CounterBytes of counters that the stream-K skinny kernel uses and leaves at zero; the split-K partials of the
-// other paths come after them.
-constexpr size_t kW4A16CounterBytes = 16 * 1024;
+// Workspace bytes w4a16_linear needs for this call (0 when it needs none).
 size_t w4a16_workspace_bytes(int M, int N, int K, const W4A16Options& opt = {});
 
 // y[M, N] = x[M, K] . W^T, asynchronously on `stream` (cudaStream_t; nullptr = default stream).
 // x: device bf16 [M, K] row-major, 16-byte aligned; y: device bf16 [M, N] row-major.
-// workspace: device scratch of at least w4a16_workspace_bytes(M, N, K, opt) bytes, ZERO-FILLED once when allocated
-// (cudaMemset) and then left to these calls (they keep its counters at zero); one workspace per stream at a time.
-// It may be null when that size is 0; when it is null or smaller than needed the call falls back (fewer K slices,
-// the pipelined skinny kernel instead of the stream-K one). Skinny requires M <= 16.
+// workspace: device scratch of at least w4a16_workspace_bytes(M, N, K, opt) bytes (may be null when that is 0;
+// when it is smaller than needed the call uses fewer K slices). Skinny requires M <= 16.
 // Throws strata::Error on bad shapes or a failed launch.
 void w4a16_linear(const void* x, int M, const W4A16Weight& w, void* y, void* workspace, size_t workspace_bytes,
                   void* stream, const W4A16Options& opt = {});

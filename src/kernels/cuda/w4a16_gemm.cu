@@ -17,7 +17,6 @@
 #include "kernels/cuda/w4a16_device.cuh"
 #include "kernels/cuda/w4a16_layout.h"
 #include "kernels/cuda/w4a16_skinny.cuh"
-#include "kernels/cuda/w4a16_skinny_stream.cuh"
 #include "kernels/cuda/w4a16_wgmma.cuh"
 
 namespace strata::cuda {
@@ -27,7 +26,7 @@ namespace {
 using namespace dev;
 
 constexpr int kGroupM = 8;
-constexpr size_t kSkinnyPipeSmemMax = 220 * 1024;  // dynamic shared memory a pipelined / stream skinny CTA may take
+constexpr size_t kSkinnyPipeSmemMax = 220 * 1024;  // dynamic shared memory a pipelined skinny CTA may take  // raster: consecutive CTAs walk 8 token tiles of one weight column tile (L2 reuse)
 
 // Grouped raster of a (tiles_m x tiles_n) grid flattened into blockIdx.x.
 __device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* tn) {
@@ -687,48 +686,6 @@ void launch_skinny_pipe_s(const SkinnyArgs& a, int n_blocks, const SkinnyConfig&
   }
 }
 
-template <int MT, int R, int T, int S>
-void launch_skinny_stream(const SkinnyArgs& a, const SkinnyStreamArgs& sk, const SkinnyConfig& c, cudaStream_t s) {
-  static std::atomic<uint64_t> done{0};
-  auto kernel = w4a16_skinny_stream_kernel<MT, R, T, S>;
-  ensure_smem(reinterpret_cast<const void*>(kernel), int(kSkinnyPipeSmemMax), done);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(c.ctas));
-  cfg.blockDim = dim3(unsigned(c.warps * 32));
-  cfg.dynamicSmemBytes = size_t(S) * skinny_stream_stage_bytes(MT, R, c.warps, T);
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  if (a.pdl) {
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-  }
-  cfg.attrs = attr;
-  cfg.numAttrs = a.pdl ? 1u : 0u;
-  STRATA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a, sk));
-}
-
-template <int MT, int R, int T>
-void launch_skinny_stream_s(const SkinnyArgs& a, const SkinnyStreamArgs& sk, const SkinnyConfig& c, cudaStream_t s) {
-  switch (c.stages) {
-    case 8: return launch_skinny_stream<MT, R, T, 8>(a, sk, c, s);
-    case 6: return launch_skinny_stream<MT, R, T, 6>(a, sk, c, s);
-    default: return launch_skinny_stream<MT, R, T, 4>(a, sk, c, s);
-  }
-}
-
-template <int MT>
-void launch_skinny_stream_mt(const SkinnyArgs& a, const SkinnyStreamArgs& sk, const SkinnyConfig& c, cudaStream_t s) {
-  if (c.rows == 2)
-    c.unit_k == 8 ? launch_skinny_stream_s<MT, 2, 8>(a, sk, c, s) : launch_skinny_stream_s<MT, 2, 4>(a, sk, c, s);
-  else
-    c.unit_k == 8 ? launch_skinny_stream_s<MT, 1, 8>(a, sk, c, s) : launch_skinny_stream_s<MT, 1, 4>(a, sk, c, s);
-}
-
-// Bytes of the stream kernel's partial slots (2 per CTA) after the counters.
-size_t skinny_stream_slot_bytes(int M, const SkinnyConfig& c) {
-  return 2 * size_t(c.ctas) * skinny_stream_slot_floats(M <= 8 ? 1 : 2, c.rows, c.warps) * sizeof(float);
-}
-
 template <int MT>
 void launch_skinny_mt(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
   if (c.pipe) {
@@ -761,46 +718,6 @@ int device_sm_count() {
 SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
   const int n_blocks = N / kW4TileN, k_tiles = K / kW4TileK, sms = device_sm_count();
   SkinnyConfig c;
-  if (opt.skinny_stream != 0 && opt.skinny_pipe != 0 && M <= 16) {
-    // Stream-K kernel: W warps x R row blocks per group (groups must tile N; at most 4096 of them: the counters),
-    // 1 or 2 CTAs per SM, as many ring stages as fit the CTA's share of shared memory.
-    c.stream = true;
-    c.warps = opt.skinny_warps == 4 || opt.skinny_warps == 16 ? opt.skinny_warps : 8;
-    c.rows = opt.skinny_rows == 2 ? 2 : 1;
-    c.unit_k = opt.skinny_stream_kt == 8 && k_tiles % 8 == 0 ? 8 : 4;
-    const int mt = M <= 8 ? 1 : 2;
-    auto stage = [&] { return skinny_stream_stage_bytes(mt, c.rows, c.warps, c.unit_k); };
-    while (4 * stage() > kSkinnyPipeSmemMax) {  // 4 stages must fit: fewer warps, then shorter units, then R1
-      if (c.warps > 4)
-        c.warps /= 2;
-      else if (c.unit_k > 4)
-        c.unit_k = 4;
-      else
-        c.rows = 1;
-    }
-    while (c.rows > 1 && n_blocks % (c.warps * c.rows) != 0) c.rows /= 2;
-    while (c.warps > 4 && n_blocks % (c.warps * c.rows) != 0) c.warps /= 2;
-    const int n_groups = n_blocks / (c.warps * c.rows);
-    if (n_blocks % (c.warps * c.rows) == 0 && k_tiles % c.unit_k == 0 && n_groups <= int(kW4A16CounterBytes / 4)) {
-      const int per_sm = opt.skinny_stream_ctas == 2 ? 2 : 1;
-      const size_t budget = kSkinnyPipeSmemMax / size_t(per_sm);
-      c.stages = 4;
-      for (int st : {6, 8})
-        if (size_t(st) * stage() <= budget) c.stages = st;
-      if (opt.skinny_stages >= 4 && opt.skinny_stages <= 8) {
-        c.stages = opt.skinny_stages >= 8 ? 8 : opt.skinny_stages >= 6 ? 6 : 4;
-        while (c.stages > 4 && size_t(c.stages) * stage() > kSkinnyPipeSmemMax) c.stages -= 2;
-      }
-      c.ctas = int(std::min<long long>(static_cast<long long>(per_sm) * sms,
-                                       static_cast<long long>(n_groups) * (k_tiles / c.unit_k)));
-      c.split = 1;
-      c.unroll = 1;
-      c.pipe = true;
-      c.xs = true;
-      return c;
-    }
-    c = SkinnyConfig{};  // the shape does not tile into groups: the pipelined kernel
-  }
   c.pipe = opt.skinny_pipe != 0;
   auto fits = [&](int r, int num, int den) { return n_blocks % r == 0 && (n_blocks / r) * den >= sms * num; };
   c.rows = 1;
@@ -874,15 +791,10 @@ W4A16Path w4a16_auto_path(int M) { return M <= 16 ? W4A16Path::Skinny : W4A16Pat
 
 size_t w4a16_workspace_bytes(int M, int N, int K, const W4A16Options& opt) {
   const W4A16Path path = resolve_path(opt.path, M);
-  if (M <= 0) return 0;
+  if (M <= 0 || (path != W4A16Path::Tiled && path != W4A16Path::Wgmma)) return 0;
   w4a16_check_shape(N, K);
-  if (path == W4A16Path::Skinny && M <= 16) {
-    const SkinnyConfig c = w4a16_skinny_config(M, N, K, opt);
-    return c.stream ? kW4A16CounterBytes + skinny_stream_slot_bytes(M, c) : 0;
-  }
-  if (path != W4A16Path::Tiled && path != W4A16Path::Wgmma) return 0;
   const SplitPlan p = plan_for(path, M, N, K, opt, SIZE_MAX);
-  return p.splits > 1 ? kW4A16CounterBytes + size_t(p.splits) * size_t(M) * size_t(N) * sizeof(float) : 0;
+  return p.splits > 1 ? size_t(p.splits) * size_t(M) * size_t(N) * sizeof(float) : 0;
 }
 
 void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* workspace, size_t workspace_bytes,
@@ -901,13 +813,7 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
   switch (path) {
     case W4A16Path::Skinny: {
       if (M > 16) throw Error("w4a16_linear: the skinny path takes M <= 16, got " + std::to_string(M));
-      SkinnyConfig c = w4a16_skinny_config(M, N, K, opt);
-      if (c.stream && (!workspace || workspace_bytes < kW4A16CounterBytes + skinny_stream_slot_bytes(M, c) ||
-                       reinterpret_cast<uintptr_t>(workspace) % 16 != 0)) {
-        W4A16Options no_stream = opt;  // no room for the counters and slots: the pipelined kernel
-        no_stream.skinny_stream = 0;
-        c = w4a16_skinny_config(M, N, K, no_stream);
-      }
+      const SkinnyConfig c = w4a16_skinny_config(M, N, K, opt);
       SkinnyArgs a;
       a.x = x;
       a.ldx = K;
@@ -918,17 +824,6 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
       a.y = y;
       a.ldy = N;
       a.pdl = opt.pdl;
-      if (c.stream) {
-        SkinnyStreamArgs sk;
-        sk.counters = static_cast<unsigned*>(workspace);
-        sk.partials = reinterpret_cast<float*>(static_cast<char*>(workspace) + kW4A16CounterBytes);
-        sk.n_groups = N / kW4TileN / (c.warps * c.rows);
-        if (M <= 8)
-          launch_skinny_stream_mt<1>(a, sk, c, s);
-        else
-          launch_skinny_stream_mt<2>(a, sk, c, s);
-        return;
-      }
       if (M <= 8)
         launch_skinny_mt<1>(a, N / kW4TileN, c, s);
       else
@@ -937,10 +832,8 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
     }
     case W4A16Path::Wgmma:
     case W4A16Path::Tiled: {
-      const size_t part_avail = workspace && workspace_bytes > kW4A16CounterBytes ? workspace_bytes - kW4A16CounterBytes : 0;
-      const SplitPlan p = plan_for(path, M, N, K, opt, part_avail);
-      float* partial =
-          p.splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(workspace) + kW4A16CounterBytes) : nullptr;
+      const SplitPlan p = plan_for(path, M, N, K, opt, workspace ? workspace_bytes : 0);
+      float* partial = p.splits > 1 ? static_cast<float*>(workspace) : nullptr;
       if (partial && (reinterpret_cast<uintptr_t>(partial) % 16 != 0 || reinterpret_cast<uintptr_t>(y) % 8 != 0))
         throw Error("w4a16_linear: split-K needs a 16-byte aligned workspace and an 8-byte aligned y");
       if (path == W4A16Path::Tiled) {
