@@ -329,11 +329,12 @@ void bench_gemm(Env& env) {
             row += b;
           }
           for (int pipe : {0, 1})
-            for (int r : {1, 2, 4, 8})
+            for (int r : {1, 2, 4, 7, 8, 14})
               for (int wp : {4, 8, 16})
                 for (int cl : {1, 2}) {
-                  if (!pipe && (wp == 4 || r == 8)) continue;
-                  if (r == 8 && (M <= 8 || (N / 16) % 8 != 0)) continue;
+                  if (!pipe && (wp == 4 || r >= 7)) continue;
+                  if ((N / 16) % r != 0 || (r == 8 && M <= 8) || (r == 14 && M > 8) || (r >= 7 && (wp > 8 || cl > 1)))
+                    continue;
                   W4A16Options o;
                   o.path = W4A16Path::Skinny;
                   o.skinny_rows = r;
@@ -464,22 +465,31 @@ void bench_moe(Env& env) {
         [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s); }, copies, env.reps, s);
     if (env.sweep && env.moe_sweep) {
       std::string row = "| " + std::to_string(T) + " |";
-      for (int gr : {2, 4})
-        for (int gw : {8, 16})
-          for (int dr : {1, 2, 4})
-            for (int dw : {4, 8}) {
-              MoeOptions o;
-              o.gu_rows = gr;
-              o.gu_warps = gw;
-              o.dn_rows = dr;
-              o.dn_warps = dw;
-              const double t = time_us(
-                  [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
-                  copies, std::max(5, env.reps / 5), s);
-              char b[64];
-              std::snprintf(b, sizeof b, " g%dx%d d%dx%d %.0f |", gr, gw, dr, dw, t);
-              row += b;
-            }
+      // The register-staged kernel at its defaults, then the pipelined one (the default) over the configurations.
+      for (int pipe : {0, 1})
+        for (int gr : {2, 4})
+          for (int gw : {4, 8, 16})
+            for (int dr : {1, 2, 4})
+              for (int dw : {4, 8, 16}) {
+                if (!pipe && (gr != 2 || gw != 4 || dr != 1 || dw != 4)) continue;
+                MoeOptions o;
+                o.pipe = pipe;
+                if (pipe) {
+                  o.gu_rows = gr;
+                  o.gu_warps = gw;
+                  o.dn_rows = dr;
+                  o.dn_warps = dw;
+                }
+                const double t = time_us(
+                    [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
+                    copies, std::max(5, env.reps / 5), s);
+                char b[64];
+                if (pipe)
+                  std::snprintf(b, sizeof b, " g%dx%d d%dx%d %.0f |", gr, gw, dr, dw, t);
+                else
+                  std::snprintf(b, sizeof b, " regs default %.0f |", t);
+                row += b;
+              }
       sweep.push_back(row);
       std::printf("%s\n", row.c_str());
     }

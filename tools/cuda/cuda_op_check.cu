@@ -163,7 +163,8 @@ size_t repack_mismatches(const LinearWeight& hw, const W4A16Weight& dw) {
 void check_linear(Rng& rng, bool quick) {
   std::printf("## w4a16_linear vs linear_f32 (CPU)\n\n| check | rel err | tol | max abs err | max abs ref | status |\n");
   std::printf("|---|---|---|---|---|---|\n");
-  std::vector<std::pair<int, int>> shapes = {{256, 512}, {2048, 7168}, {7168, 2048}};
+  // 1792x512: 112 row blocks, which R7 and R14 divide.
+  std::vector<std::pair<int, int>> shapes = {{256, 512}, {1792, 512}, {2048, 7168}, {7168, 2048}};
   std::vector<int> Ms = {1, 3, 8, 13, 16, 37, 64, 200, 256};
   if (quick) {
     shapes = {{256, 512}};
@@ -206,6 +207,8 @@ void check_linear(Rng& rng, bool quick) {
       {stages(opt(W4A16Path::Skinny, 0, 2, 8), 2), "skinny pipe S2 R2 W8"},
       {stages(opt(W4A16Path::Skinny, 0, 1, 4, 0, 2), 8), "skinny pipe S8 R1 W4 cluster2"},
       {stages(opt(W4A16Path::Skinny, 0, 8, 8), 0), "skinny pipe R8 (M > 8) W8"},
+      {stages(opt(W4A16Path::Skinny, 0, 7, 4), 0), "skinny pipe R7 (N % 112 == 0) W4"},
+      {stages(opt(W4A16Path::Skinny, 0, 14, 8), 3), "skinny pipe S3 R14 (M <= 8, N % 224 == 0) W8"},
       {xs(opt(W4A16Path::Skinny, 0, 1, 4), 1), "skinny regs xs R1 W4"},
       {xs(opt(W4A16Path::Skinny, 0, 4, 16), 1), "skinny regs xs R4 W16"},
       {xs(opt(W4A16Path::Skinny, 0, 2, 8, 0, 2), 1), "skinny regs xs R2 W8 cluster2"},
@@ -398,20 +401,24 @@ void check_moe(Rng& rng, int E, int D, int F, int top_k, bool shared, const std:
       tr.weights = t_w;
       tr.n_active = t_na;
 
-      // y = ..., poisoned; then y += ... on random y0.
-      for (int acc = 0; acc < 2; acc++) {
+      // y = ..., poisoned; then y += ... on random y0; with the pipelined expert kernel (the default), then the
+      // register-staged one.
+      for (int variant = 0; variant < 4; variant++) {
+        const int acc = variant & 1;
+        MoeOptions mo;
+        mo.pipe = variant < 2 ? 1 : 0;
         std::vector<float> y0(size_t(T) * D, NAN);
         if (acc)
           for (auto& v : y0) v = rng.sym(0.1f, 1.f);
         STRATA_CUDA_CHECK(cudaMemcpy(dy, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
-        w4a16_moe_forward(L, r, dx, T, d_logits_in, dy, acc != 0, dws, wsb, nullptr, &tr);
+        w4a16_moe_forward(L, r, dx, T, d_logits_in, dy, acc != 0, dws, wsb, nullptr, &tr, mo);
         STRATA_CUDA_CHECK(cudaDeviceSynchronize());
         const auto got = to_host(dy, y0.size());
         const auto g_logits = to_host(t_logits, logits_cpu.size());
         const auto g_ids = to_host(t_ids, size_t(T) * top_k);
         const auto g_w = to_host(t_w, size_t(T) * top_k);
         const int n_active = to_host(t_na, 1)[0];
-        if (acc == 0) {
+        if (variant == 0) {
           if (with_router)
             report(tag + " router logits (cuBLAS) vs CPU",
                    compare(g_logits.size(), [&](size_t i) { return double(g_logits[i]); }, logits_cpu.data()),
@@ -474,7 +481,8 @@ void check_moe(Rng& rng, int E, int D, int F, int top_k, bool shared, const std:
           cpu->ffn(xf.data(), T, shared_w, sh.data());
           for (size_t i = 0; i < sh.size(); i++) ref[i] += sh[i];
         }
-        report(tag + (acc ? " layer output y += (random y0)" : " layer output y = (poisoned y)"),
+        report(tag + (mo.pipe ? " pipelined experts" : " register-staged experts") +
+                   (acc ? " layer output y += (random y0)" : " layer output y = (poisoned y)"),
                compare(got.size(), [&](size_t i) { return double(got[i]); }, ref.data()), kTolMoe);
       }
       for (void* ptr : {(void*)dx, (void*)d_logits_in, (void*)dy, (void*)t_logits, (void*)t_w, (void*)t_ids,

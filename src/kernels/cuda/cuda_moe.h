@@ -74,6 +74,9 @@ struct MoeTrace {
 struct MoeOptions {
   int gu_rows = 0, gu_warps = 0;  // gate/up: row blocks per warp (2, 4), warps per CTA (4, 8, 16)
   int dn_rows = 0, dn_warps = 0;  // down: row blocks per warp (1, 2, 4), warps per CTA
+  // The pipelined skinny kernel (1; -1 = the default) or the register-staged one (0); its ring stages (2..8; 0 = as
+  // many as fit two CTAs per SM).
+  int pipe = -1, stages = 0;
 };
 
 // y[T, D] f32 (=, or += when accumulate) = sum_j w[t, j] * expert_{id[t, j]}(x[t]) (+ shared(x[t])).

@@ -9,8 +9,9 @@
 //     CTA's warps split K and reduce in shared memory (fixed order: deterministic); small grids can also split K
 //     over the CTAs of a cluster (DSMEM reduction). Dense default: the pipelined kernel (each warp keeps S-1
 //     stages of weights + scales + x in flight through a private cp.async ring, x read back with ldmatrix),
-//     launched as a programmatic dependent (PDL) of the previous kernel. The register-staged kernel (U k tiles
-//     loaded to registers, then computed) runs the MoE's grouped expert GEMMs and stays selectable here.
+//     launched as a programmatic dependent (PDL) of the previous kernel. The same kernel runs the MoE's grouped expert
+//     GEMMs (cuda_moe.h). The register-staged kernel (U k tiles loaded to registers, then computed) stays
+//     selectable in both.
 //   Wgmma (M > 16, prefill): CTA = 2 warpgroups x 64 weight rows, BT tokens (64/128/256) as wgmma's N;
 //     activations and packed weights cp.async'ed into a 5..8-stage pipeline (x tile SWIZZLE_128B = B from shared
 //     memory), weights dequantized into registers (A from registers, double-buffered: two wgmma groups in flight),

@@ -691,6 +691,9 @@ void launch_skinny_mt(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, 
   if (c.pipe) {
     if constexpr (MT == 2)
       if (c.rows == 8) return launch_skinny_pipe_s<MT, 8>(a, n_blocks, c, s);
+    if constexpr (MT == 1)
+      if (c.rows == 14) return launch_skinny_pipe_s<MT, 14>(a, n_blocks, c, s);
+    if (c.rows == 7) return launch_skinny_pipe_s<MT, 7>(a, n_blocks, c, s);
     if (c.rows == 4)
       launch_skinny_pipe_s<MT, 4>(a, n_blocks, c, s);
     else if (c.rows == 2)
@@ -730,6 +733,14 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
     //   blocks: at R4 and 16 tokens the x bytes per stage almost equal the weight bytes).
     c.rows = fits(4, 4, 5) && k_tiles >= 64 ? 4 : fits(2, 4, 5) ? 2 : 1;
     if (M > 8 && fits(8, 4, 5) && k_tiles >= 64) c.rows = 8;
+    // M <= 8, long K: R14 (8 warps, 3 stages, one CTA per SM) when its grid fills >= 90% of the SMs in one wave
+    // and R4's last wave does not. 28672x8192: R4 puts 448 CTAs on 132 SMs (some SMs run 4, some 3: the busiest
+    // move 1.18x the mean bytes); R14 gives 128 equal CTAs: 44.8 -> 38.1 us on the H200.
+    if (M <= 8 && c.rows == 4 && n_blocks % 14 == 0 && n_blocks / 14 <= sms && 10 * (n_blocks / 14) >= 9 * sms) {
+      const int ctas4 = n_blocks / 4, slots4 = (2 * ctas4 >= 3 * sms ? 2 : 1) * sms;
+      const int waves4 = (ctas4 + slots4 - 1) / slots4;
+      if (10 * ctas4 < 9 * waves4 * slots4) c.rows = 14;
+    }
   } else {
     // Register-staged kernel. Rows per warp R (x fragments are reused across them: x traffic from L2 shrinks by
     // R), warps per CTA W (they split K) and CTAs per cluster C (they split K further). Rules read off the H100
@@ -745,7 +756,9 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
     }
   }
   if (opt.skinny_rows == 1 || ((opt.skinny_rows == 2 || opt.skinny_rows == 4) && n_blocks % opt.skinny_rows == 0) ||
-      (opt.skinny_rows == 8 && c.pipe && M > 8 && n_blocks % 8 == 0))
+      (opt.skinny_rows == 8 && c.pipe && M > 8 && n_blocks % 8 == 0) ||
+      (opt.skinny_rows == 7 && c.pipe && n_blocks % 7 == 0) ||
+      (opt.skinny_rows == 14 && c.pipe && M <= 8 && n_blocks % 14 == 0))
     c.rows = opt.skinny_rows;
   c.unroll = skinny_unroll(M <= 8 ? 1 : 2, std::min(c.rows, 4));
   const int ctas = n_blocks / c.rows;
@@ -755,14 +768,16 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
   // The R = 8 kernel is built for <= 256 threads; with >= 1.5 CTAs per SM, 4 warps measured best (28672x8192
   // M = 16: W4 50.4 us, W8 52.4 us on the H200).
   if (c.rows == 8) c.warps = 2 * ctas >= 3 * sms ? 4 : 8;
+  if (c.rows >= 7) c.warps = std::min(c.warps, 8);
   if (opt.skinny_split == 1 || opt.skinny_split == 2 || opt.skinny_split == 4) c.split = opt.skinny_split;
   c.split = std::max(1, std::min(c.split, k_tiles / c.warps));
   c.xs = M > 4;
   if (opt.skinny_xs == 0 || opt.skinny_xs == 1) c.xs = opt.skinny_xs == 1;
   if (c.pipe) {
-    // Stages: as many as fit the CTA's share of shared memory (two CTAs per SM at W <= 8, one at W = 16).
+    // Stages: as many as fit the CTA's share of shared memory (two CTAs per SM at W <= 8, one at W = 16 or when
+    // the grid has at most one CTA per SM).
     const int mt = M <= 8 ? 1 : 2;
-    const size_t budget = c.warps >= 16 ? kSkinnyPipeSmemMax : kSkinnyPipeSmemMax / 2;
+    const size_t budget = c.warps >= 16 || ctas <= sms ? kSkinnyPipeSmemMax : kSkinnyPipeSmemMax / 2;
     c.stages = 2;
     for (int st : {3, 4, 6, 8})
       if (skinny_pipe_smem_bytes(mt, c.rows, c.warps, st) <= budget) c.stages = st;

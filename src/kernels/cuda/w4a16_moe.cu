@@ -1,7 +1,7 @@
 // Fused MoE W4A16 layer on the device (cuda_moe.h): routing kernel (one CTA per token), permutation plan (one
 // CTA), grouped skinny GEMMs over the active experts (w4a16_skinny.cuh), weighted combine. Every launch sizes
 // its grid from T alone, so the layer needs no host synchronisation: CTAs of unused expert slots exit at once.
-// Not a large-batch path yet: each expert's tokens run through the skinny kernel 16 at a time.
+// Not a large-batch path yet: each expert's tokens run through the pipelined skinny kernel 16 at a time.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -278,22 +278,64 @@ void launch_grouped(const SkinnyArgs& a, int n_blocks, int slots, int warps, cud
   STRATA_CUDA_CHECK_LAUNCH();
 }
 
-template <int MT>
-void launch_gate_up(const SkinnyArgs& a, int n_blocks, int slots, int rows, int warps, cudaStream_t s) {
-  if (rows == 4)
-    launch_grouped<MT, 4, kOutSiluMul>(a, n_blocks, slots, warps, s);
+// The pipelined kernel over the expert slots: S ring stages (2..8).
+template <int MT, int R, int OUT, int S>
+void launch_grouped_pipe_s(const SkinnyArgs& a, int n_blocks, int slots, int warps, cudaStream_t s) {
+  static std::atomic<uint64_t> done{0};
+  const uint64_t bit = uint64_t(1) << (cur_device() & 63);
+  auto kernel = w4a16_skinny_pipe_kernel<MT, R, S, OUT>;
+  if (!(done.load() & bit)) {
+    STRATA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 220 * 1024));
+    done.fetch_or(bit);
+  }
+  kernel<<<dim3(unsigned(n_blocks / R), unsigned(slots)), warps * 32, skinny_pipe_smem_bytes(MT, R, warps, S), s>>>(a);
+  STRATA_CUDA_CHECK_LAUNCH();
+}
+
+// Stages: `stages` when given, else as many as fit two CTAs per SM (110 KB), at least 2.
+template <int MT, int R, int OUT>
+void launch_grouped_pipe(const SkinnyArgs& a, int n_blocks, int slots, int warps, int stages, cudaStream_t s) {
+  int st = 2;
+  for (int c : {3, 4, 6, 8})
+    if (skinny_pipe_smem_bytes(MT, R, warps, c) <= 110 * 1024) st = c;
+  if (stages >= 2 && stages <= 8) st = stages;
+  while (st > 2 && skinny_pipe_smem_bytes(MT, R, warps, st) > 220 * 1024) st--;
+  switch (st) {
+    case 8: case 7: return launch_grouped_pipe_s<MT, R, OUT, 8>(a, n_blocks, slots, warps, s);
+    case 6: case 5: return launch_grouped_pipe_s<MT, R, OUT, 6>(a, n_blocks, slots, warps, s);
+    case 4: return launch_grouped_pipe_s<MT, R, OUT, 4>(a, n_blocks, slots, warps, s);
+    case 3: return launch_grouped_pipe_s<MT, R, OUT, 3>(a, n_blocks, slots, warps, s);
+    default: return launch_grouped_pipe_s<MT, R, OUT, 2>(a, n_blocks, slots, warps, s);
+  }
+}
+
+template <int MT, int R, int OUT>
+void launch_grouped_any(const SkinnyArgs& a, int n_blocks, int slots, int warps, const MoeOptions& opt,
+                        cudaStream_t s) {
+  if (opt.pipe != 0)
+    launch_grouped_pipe<MT, R, OUT>(a, n_blocks, slots, warps, opt.stages, s);
   else
-    launch_grouped<MT, 2, kOutSiluMul>(a, n_blocks, slots, warps, s);
+    launch_grouped<MT, R, OUT>(a, n_blocks, slots, warps, s);
 }
 
 template <int MT>
-void launch_down(const SkinnyArgs& a, int n_blocks, int slots, int rows, int warps, cudaStream_t s) {
+void launch_gate_up(const SkinnyArgs& a, int n_blocks, int slots, int rows, int warps, const MoeOptions& opt,
+                    cudaStream_t s) {
   if (rows == 4)
-    launch_grouped<MT, 4, kOutF32>(a, n_blocks, slots, warps, s);
-  else if (rows == 2)
-    launch_grouped<MT, 2, kOutF32>(a, n_blocks, slots, warps, s);
+    launch_grouped_any<MT, 4, kOutSiluMul>(a, n_blocks, slots, warps, opt, s);
   else
-    launch_grouped<MT, 1, kOutF32>(a, n_blocks, slots, warps, s);
+    launch_grouped_any<MT, 2, kOutSiluMul>(a, n_blocks, slots, warps, opt, s);
+}
+
+template <int MT>
+void launch_down(const SkinnyArgs& a, int n_blocks, int slots, int rows, int warps, const MoeOptions& opt,
+                 cudaStream_t s) {
+  if (rows == 4)
+    launch_grouped_any<MT, 4, kOutF32>(a, n_blocks, slots, warps, opt, s);
+  else if (rows == 2)
+    launch_grouped_any<MT, 2, kOutF32>(a, n_blocks, slots, warps, opt, s);
+  else
+    launch_grouped_any<MT, 1, kOutF32>(a, n_blocks, slots, warps, opt, s);
 }
 
 size_t align_up(size_t v) { return (v + 255) / 256 * 256; }
@@ -506,13 +548,15 @@ void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const i
   a.y = w.h;
   a.ldy = F;
   const int gu_blocks = 2 * F / kW4TileN;
-  // Defaults from the H100 sweep on the Kimi-K2 layer (bench results): gate/up 4 row blocks x 8 warps, down 4 x 4.
+  // Defaults from the H200 sweep on the Kimi-K2 layer (bench results), pipelined kernel: gate/up 4 row blocks x 8
+  // warps, down 4 x 8 (us at 1 / 8 / 64 / 256 tokens: 102 / 494 / 2791 / 4043; the register-staged kernel at its
+  // H100 defaults, gate/up 4 x 8 and down 4 x 4: 102 / 485 / 3017 / 4568).
   const int gu_rows = (opt.gu_rows == 2 || gu_blocks % 4 != 0) ? 2 : 4;
   const int gu_warps = opt.gu_warps == 4 || opt.gu_warps == 8 || opt.gu_warps == 16 ? opt.gu_warps : 8;
   if (T <= 8)
-    launch_gate_up<1>(a, gu_blocks, slots, gu_rows, gu_warps, s);
+    launch_gate_up<1>(a, gu_blocks, slots, gu_rows, gu_warps, opt, s);
   else
-    launch_gate_up<2>(a, gu_blocks, slots, gu_rows, gu_warps, s);
+    launch_gate_up<2>(a, gu_blocks, slots, gu_rows, gu_warps, opt, s);
 
   SkinnyArgs b = a;
   b.x = w.h;
@@ -526,11 +570,11 @@ void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const i
   const int dn_blocks = D / kW4TileN;
   int dn_rows = opt.dn_rows == 1 || opt.dn_rows == 2 || opt.dn_rows == 4 ? opt.dn_rows : 4;
   if (dn_blocks % dn_rows != 0) dn_rows = 1;
-  const int dn_warps = opt.dn_warps == 4 || opt.dn_warps == 8 || opt.dn_warps == 16 ? opt.dn_warps : 4;
+  const int dn_warps = opt.dn_warps == 4 || opt.dn_warps == 8 || opt.dn_warps == 16 ? opt.dn_warps : opt.pipe == 0 ? 4 : 8;
   if (T <= 8)
-    launch_down<1>(b, dn_blocks, slots, dn_rows, dn_warps, s);
+    launch_down<1>(b, dn_blocks, slots, dn_rows, dn_warps, opt, s);
   else
-    launch_down<2>(b, dn_blocks, slots, dn_rows, dn_warps, s);
+    launch_down<2>(b, dn_blocks, slots, dn_rows, dn_warps, opt, s);
 
   // 5. Weighted combine (+ shared expert).
   const dim3 grid(unsigned((D / 4 + 255) / 256), unsigned(T));

@@ -1,5 +1,6 @@
-// The skinny W4A16 kernels (few tokens per weight): the register-staged one, shared by w4a16_gemm.cu (dense) and
-// w4a16_moe.cu (grouped over the active experts, gather of x rows, fused SiLU*up), and the pipelined dense one.
+// The skinny W4A16 kernels (few tokens per weight), the register-staged one and the pipelined one, each used by
+// w4a16_gemm.cu (dense) and w4a16_moe.cu (grouped over the active experts, gather of x rows, fused SiLU*up); they
+// share the reduction of the warps' (and cluster CTAs') K slices and the epilogue.
 // Not a public header: CUDA only, included by the .cu files of this folder.
 //
 // Grid: x = row groups of R row blocks (16R weight rows), y = expert slot (grouped) or 1, z = K split (dense:
@@ -59,6 +60,88 @@ __device__ __forceinline__ void pdl_launch_dependents() { asm volatile("griddepc
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
+// Sums the CTA's W warp partials (fixed order: deterministic) into res, then the cluster's CTAs (split K over
+// gridDim.z) into rank 0's res through distributed shared memory. red: [W][R*MT*4][32]; res: [R*MT*4][32].
+// Value v = (i * MT + j) * 4 + c of lane l is token 8j + 2(l%4) + (c&1) of the chunk, row (nb0 + i) * 16 + l/4 +
+// 8(c>>1). The caller makes `red` free first. Returns false on the CTAs that do not write (cluster ranks > 0).
+template <int R, int MT>
+__device__ __forceinline__ bool skinny_reduce(const float (&acc)[R][MT][4], float* red, float* res) {
+  constexpr int kVals = R * MT * 4;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5, n_split = gridDim.z;
+#pragma unroll
+  for (int i = 0; i < R; i++)
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) red[(size_t(warp) * kVals + (i * MT + j) * 4 + c) * 32 + lane] = acc[i][j][c];
+  __syncthreads();
+  for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
+    float v = 0.f;
+    for (int w = 0; w < n_warps; w++) v += red[size_t(w) * kVals * 32 + e];
+    res[e] = v;
+  }
+  if (n_split > 1) {  // ranks in split order: deterministic
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    if (cluster.block_rank() == 0)
+      for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
+        float v = res[e];
+        for (int r = 1; r < n_split; r++) v += cluster.map_shared_rank(res, r)[e];
+        res[e] = v;
+      }
+    cluster.sync();  // the other ranks' shared memory stays alive until rank 0 has read it
+    return cluster.block_rank() == 0;
+  }
+  __syncthreads();
+  return true;
+}
+
+// Writes the reduced chunk (res, layout above) to y: rows row0 + c0 + token (< n_tok), bf16 / f32 / SiLU(gate) * up.
+template <int R, int MT, int OUT>
+__device__ __forceinline__ void skinny_store(const SkinnyArgs& a, const float* res, int nb0, int c0, int n_tok, int row0) {
+  using namespace dev;
+  constexpr int kVals = R * MT * 4;
+  if constexpr (OUT == kOutSiluMul) {
+    constexpr int kHalf = kVals / 2;  // gate values (even row blocks) of the CTA
+    for (int e = threadIdx.x; e < kHalf * 32; e += blockDim.x) {
+      const int v = e >> 5, l = e & 31, ip = v / (MT * 4), rem = v % (MT * 4), j = rem >> 2, c = rem & 3;
+      const float sg = res[((2 * ip) * MT * 4 + rem) * 32 + l], su = res[((2 * ip + 1) * MT * 4 + rem) * 32 + l];
+      const int m = c0 + 8 * j + 2 * (l & 3) + (c & 1);
+      const int f = ((nb0 + 2 * ip) >> 1) * 16 + (l >> 2) + 8 * (c >> 1);
+      if (m < n_tok) static_cast<uint16_t*>(a.y)[size_t(row0 + m) * a.ldy + f] = f32_to_bf16_bits(silu(sg) * su);
+    }
+  } else {
+    for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
+      const int v = e >> 5, l = e & 31, i = v / (MT * 4), j = (v >> 2) % MT, c = v & 3;
+      const float s = res[e];
+      const int m = c0 + 8 * j + 2 * (l & 3) + (c & 1);
+      const int n = (nb0 + i) * 16 + (l >> 2) + 8 * (c >> 1);
+      if (m < n_tok) {
+        const size_t o = size_t(row0 + m) * a.ldy + n;
+        if constexpr (OUT == kOutF32)
+          static_cast<float*>(a.y)[o] = s;
+        else
+          static_cast<uint16_t*>(a.y)[o] = f32_to_bf16_bits(s);
+      }
+    }
+  }
+}
+
+// Expert of grouped slot blockIdx.y from the MoE plan: its weights, tokens and first permuted row; false when the
+// slot is past the active experts.
+__device__ __forceinline__ bool skinny_expert(const SkinnyArgs& a, const uint4** wq, const uint2** ws, int* n_tok,
+                                              int* row0) {
+  const int slot = blockIdx.y;
+  if (slot >= *a.plan.n_active) return false;
+  const int e = a.plan.active[slot];
+  *wq = a.e_wq[e];
+  *ws = a.e_ws[e];
+  *n_tok = a.plan.count[e];
+  *row0 = a.plan.offset[e];
+  return true;
+}
+
 // Bytes of one warp's x ring: U k tiles x 8*MT token rows x 128 bytes.
 __host__ __device__ constexpr int skinny_xs_warp_bytes(int mt, int u) { return u * 8 * mt * 128; }
 
@@ -94,15 +177,7 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
     }
     pdl_wait();  // x (the previous kernel's output) and y (maybe still read by it) only from here on
   }
-  if (a.plan.active) {
-    const int slot = blockIdx.y;
-    if (slot >= *a.plan.n_active) return;
-    const int e = a.plan.active[slot];
-    wq = a.e_wq[e];
-    ws = a.e_ws[e];
-    n_tok = a.plan.count[e];
-    row0 = a.plan.offset[e];
-  }
+  if (a.plan.active && !skinny_expert(a, &wq, &ws, &n_tok, &row0)) return;
 
   for (int c0 = 0; c0 < n_tok; c0 += 8 * MT) {
     const uint16_t* xp[MT];
@@ -203,61 +278,9 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
       }
     }
 
-    // Reduce the warps' K slices. Value v = (i * MT + j) * 4 + c of lane l is token c0 + 8j + 2(l%4) + (c&1),
-    // row (nb0 + i) * 16 + l/4 + 8(c>>1).
-    if (c0 > 0) __syncthreads();  // the previous chunk's epilogue has read `red`
-#pragma unroll
-    for (int i = 0; i < R; i++)
-#pragma unroll
-      for (int j = 0; j < MT; j++)
-#pragma unroll
-        for (int c = 0; c < 4; c++) red[(size_t(warp) * kVals + (i * MT + j) * 4 + c) * 32 + lane] = acc[i][j][c];
-    __syncthreads();
-    for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
-      float v = 0.f;
-      for (int w = 0; w < n_warps; w++) v += red[size_t(w) * kVals * 32 + e];
-      res[e] = v;
-    }
-    if (n_split > 1) {  // sum the cluster's CTAs into rank 0 (ranks in split order: deterministic)
-      namespace cg = cooperative_groups;
-      cg::cluster_group cluster = cg::this_cluster();
-      cluster.sync();
-      if (cluster.block_rank() == 0)
-        for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
-          float v = res[e];
-          for (int r = 1; r < n_split; r++) v += cluster.map_shared_rank(res, r)[e];
-          res[e] = v;
-        }
-      cluster.sync();  // the other ranks' shared memory stays alive until rank 0 has read it
-      if (cluster.block_rank() != 0) return;
-    } else {
-      __syncthreads();
-    }
-    if constexpr (OUT == kOutSiluMul) {
-      constexpr int kHalf = kVals / 2;  // gate values (even row blocks) of the CTA
-      for (int e = threadIdx.x; e < kHalf * 32; e += blockDim.x) {
-        const int v = e >> 5, l = e & 31, ip = v / (MT * 4), rem = v % (MT * 4), j = rem >> 2, c = rem & 3;
-        const float sg = res[((2 * ip) * MT * 4 + rem) * 32 + l], su = res[((2 * ip + 1) * MT * 4 + rem) * 32 + l];
-        const int m = c0 + 8 * j + 2 * (l & 3) + (c & 1);
-        const int f = ((nb0 + 2 * ip) >> 1) * 16 + (l >> 2) + 8 * (c >> 1);
-        if (m < n_tok)
-          static_cast<uint16_t*>(a.y)[size_t(row0 + m) * a.ldy + f] = f32_to_bf16_bits(silu(sg) * su);
-      }
-    } else {
-      for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
-        const int v = e >> 5, l = e & 31, i = v / (MT * 4), j = (v >> 2) % MT, c = v & 3;
-        const float s = res[e];
-        const int m = c0 + 8 * j + 2 * (l & 3) + (c & 1);
-        const int n = (nb0 + i) * 16 + (l >> 2) + 8 * (c >> 1);
-        if (m < n_tok) {
-          const size_t o = size_t(row0 + m) * a.ldy + n;
-          if constexpr (OUT == kOutF32)
-            static_cast<float*>(a.y)[o] = s;
-          else
-            static_cast<uint16_t*>(a.y)[o] = f32_to_bf16_bits(s);
-        }
-      }
-    }
+    if (c0 > 0) __syncthreads();  // the previous chunk's epilogue has read `red` and `res`
+    if (!skinny_reduce(acc, red, res)) return;
+    skinny_store<R, MT, OUT>(a, res, nb0, c0, n_tok, row0);
   }
 }
 
@@ -285,9 +308,12 @@ __host__ __device__ constexpr size_t skinny_pipe_smem_bytes(int mt, int rows, in
   return (ring > red ? ring : red) + size_t(rows) * mt * 4 * 32 * 4;
 }
 
-// R = 8 (M > 8 only) needs more than 128 registers: at most 8 warps.
-template <int MT, int R, int S>
-__global__ void __launch_bounds__(R >= 8 ? 256 : 512) w4a16_skinny_pipe_kernel(SkinnyArgs a) {
+// R >= 7 needs more than 128 registers at MT 2: at most 8 warps. R = 7 and 14 exist for N = 28672 (1792 row
+// blocks): 256 or 128 equal CTAs, where R4 leaves 448 CTAs on 132 SMs unevenly (some SMs run 4, some 3).
+// Grouped (a.plan.active, the MoE): blockIdx.y = expert slot, x rows gathered through a.x_rows, tokens in chunks of
+// 8*MT (each chunk re-streams the expert's weights), no PDL (the plan is the previous kernel's output).
+template <int MT, int R, int S, int OUT = kOutBf16>
+__global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(SkinnyArgs a) {
   extern __shared__ __align__(128) float smem_f[];  // rings (then, aliased, red [W][kVals][32]); res [kVals][32]
   using namespace dev;
   using St = PipeStage<MT, R>;
@@ -301,27 +327,31 @@ __global__ void __launch_bounds__(R >= 8 ? 256 : 512) w4a16_skinny_pipe_kernel(S
   const int g = lane >> 2;
   const int nb0 = blockIdx.x * R, k_tiles = a.K / kW4TileK;
   const int n_it = kw < k_tiles ? (k_tiles - 1 - kw) / kw_total + 1 : 0;  // this warp's k tiles
+  const uint4* wq = a.wq;
+  const uint2* ws = a.ws;
+  int n_tok = a.M, row0 = 0;
+  if (a.pdl) pdl_launch_dependents();
+  if (a.plan.active && !skinny_expert(a, &wq, &ws, &n_tok, &row0)) return;
 
-  // Per-lane copy sources at k tile 0: weight chunk `lane` of each row block, scale chunk lane%4 of row block
-  // lane/4 (lanes < 4R), x chunk lane%8 of token rows lane/8 + 4j (j < 2MT; nullptr: past M, zero-filled).
-  const uint4* wsrc = a.wq + size_t(nb0) * k_tiles * 32 + lane;
-  const uint4* ssrc = reinterpret_cast<const uint4*>(a.ws) + size_t(nb0 + (lane >> 2) % R) * k_tiles * 4 + (lane & 3);
+  // Per-lane copy sources at k tile 0: weight chunk `lane` of each row block, scale chunk lane%4 of row blocks
+  // lane/4 + 8p (< R), x chunk lane%8 of token rows lane/8 + 4j (j < 2MT; nullptr: past the chunk, zero-filled).
+  const uint4* wsrc = wq + size_t(nb0) * k_tiles * 32 + lane;
+  const uint4* ssrc = reinterpret_cast<const uint4*>(ws) + size_t(nb0 + (lane >> 2) % R) * k_tiles * 4 + (lane & 3);
   const uint32_t sdst = uint32_t(St::kW + ((lane >> 2) % R) * 64 + (lane & 3) * 16);
+  constexpr size_t kScalePass = size_t(8) * 4;  // 16-byte scale chunks of the 8 row blocks one pass of lanes covers
   auto load_w = [&](int it) {
     const int kt = kw + it * kw_total;
     const uint32_t st = ring + uint32_t((it % S) * St::kBytes);
     if (it < n_it) {
 #pragma unroll
       for (int i = 0; i < R; i++) cp_async16_s(st + i * 512 + lane * 16, wsrc + (size_t(i) * k_tiles + kt) * 32, true);
-      if (lane < 4 * R) cp_async16_s(st + sdst, ssrc + size_t(kt) * 4, true);
+#pragma unroll
+      for (int p = 0; p < (4 * R + 31) / 32; p++)
+        if (32 * p + lane < 4 * R)
+          cp_async16_s(st + sdst + p * 512, ssrc + size_t(p) * kScalePass * k_tiles + size_t(kt) * 4, true);
     }
   };
   const uint16_t* xsrc[2 * MT];
-#pragma unroll
-  for (int j = 0; j < 2 * MT; j++) {
-    const int m = (lane >> 3) + 4 * j;
-    xsrc[j] = m < a.M ? a.x + size_t(m) * a.ldx + (lane & 7) * 8 : nullptr;
-  }
   auto load_x = [&](int it) {
     const int kt = kw + it * kw_total;
     const uint32_t st = ring + uint32_t((it % S) * St::kBytes + St::kW + St::kS);
@@ -332,90 +362,66 @@ __global__ void __launch_bounds__(R >= 8 ? 256 : 512) w4a16_skinny_pipe_kernel(S
                      xsrc[j] != nullptr);
   };
 
-  if (a.pdl) pdl_launch_dependents();
+  for (int c0 = 0; c0 < n_tok; c0 += 8 * MT) {
 #pragma unroll
-  for (int s = 0; s < S - 1; s++) {
-    load_w(s);
-    cp_async_commit();
-  }
-  if (a.pdl) pdl_wait();  // x (the previous kernel's output) and y only from here on; the weights are constant
+    for (int j = 0; j < 2 * MT; j++) {
+      const int m = c0 + (lane >> 3) + 4 * j;
+      int src = row0 + (m < n_tok ? m : 0);
+      if (a.x_rows) src = a.x_rows[src];
+      xsrc[j] = m < n_tok ? a.x + size_t(src) * a.ldx + (lane & 7) * 8 : nullptr;
+    }
+    if (c0 > 0) __syncthreads();  // the previous chunk's epilogue has read `res` (and `red`, which the rings alias)
 #pragma unroll
-  for (int s = 0; s < S - 1; s++) {
-    load_x(s);
-    cp_async_commit();
-  }
+    for (int s = 0; s < S - 1; s++) {
+      load_w(s);
+      cp_async_commit();
+    }
+    if (a.pdl && c0 == 0) pdl_wait();  // x (the previous kernel's output) and y only from here on
+#pragma unroll
+    for (int s = 0; s < S - 1; s++) {
+      load_x(s);
+      cp_async_commit();
+    }
 
-  float acc[R][MT][4];
+    float acc[R][MT][4];
 #pragma unroll
-  for (int i = 0; i < R; i++)
+    for (int i = 0; i < R; i++)
 #pragma unroll
-    for (int j = 0; j < MT; j++)
+      for (int j = 0; j < MT; j++)
 #pragma unroll
-      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+        for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
 
-  for (int it = 0; it < n_it; it++) {
-    cp_async_wait<S - 2>();
-    __syncwarp();  // every lane's copies of stage it have landed; every lane is done reading stage it-1's slot
-    load_w(it + S - 1);
-    load_x(it + S - 1);
-    cp_async_commit();
-    const uint32_t st = ring + uint32_t((it % S) * St::kBytes);
-    uint32_t xb[MT][8];
+    for (int it = 0; it < n_it; it++) {
+      cp_async_wait<S - 2>();
+      __syncwarp();  // every lane's copies of stage it have landed; every lane is done reading stage it-1's slot
+      load_w(it + S - 1);
+      load_x(it + S - 1);
+      cp_async_commit();
+      const uint32_t st = ring + uint32_t((it % S) * St::kBytes);
+      uint32_t xb[MT][8];
 #pragma unroll
-    for (int j = 0; j < MT; j++)
+      for (int j = 0; j < MT; j++)
 #pragma unroll
-      for (int P = 0; P < 2; P++)
-        ldmatrix_x4(&xb[j][4 * P], st + St::kW + St::kS + sw128(8 * j + (lane & 7), 4 * P + (lane >> 3)));
+        for (int P = 0; P < 2; P++)
+          ldmatrix_x4(&xb[j][4 * P], st + St::kW + St::kS + sw128(8 * j + (lane & 7), 4 * P + (lane >> 3)));
 #pragma unroll
-    for (int i = 0; i < R; i++) {
-      const uint4 wv = lds128(st + i * 512 + lane * 16);
-      const uint2 sv = lds64(st + St::kW + i * 64 + g * 8);
+      for (int i = 0; i < R; i++) {
+        const uint4 wv = lds128(st + i * 512 + lane * 16);
+        const uint2 sv = lds64(st + St::kW + i * 64 + g * 8);
 #pragma unroll
-      for (int stp = 0; stp < 4; stp++) {
-        uint32_t lo2, hi2, av[4];
-        scale_pairs(sv, stp >> 1, &lo2, &hi2);
-        dequant_scaled(word_of(wv, stp), lo2, hi2, av);
+        for (int stp = 0; stp < 4; stp++) {
+          uint32_t lo2, hi2, av[4];
+          scale_pairs(sv, stp >> 1, &lo2, &hi2);
+          dequant_scaled(word_of(wv, stp), lo2, hi2, av);
 #pragma unroll
-        for (int j = 0; j < MT; j++) mma_16816(acc[i][j], av, xb[j][2 * stp], xb[j][2 * stp + 1]);
+          for (int j = 0; j < MT; j++) mma_16816(acc[i][j], av, xb[j][2 * stp], xb[j][2 * stp + 1]);
+        }
       }
     }
-  }
-  cp_async_wait<0>();
-
-  // Reduce the warps' K slices (red aliases the rings: every warp must be done with its ring first).
-  __syncthreads();
-#pragma unroll
-  for (int i = 0; i < R; i++)
-#pragma unroll
-    for (int j = 0; j < MT; j++)
-#pragma unroll
-      for (int c = 0; c < 4; c++) red[(size_t(warp) * kVals + (i * MT + j) * 4 + c) * 32 + lane] = acc[i][j][c];
-  __syncthreads();
-  for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
-    float v = 0.f;
-    for (int w = 0; w < n_warps; w++) v += red[size_t(w) * kVals * 32 + e];
-    res[e] = v;
-  }
-  if (n_split > 1) {
-    namespace cg = cooperative_groups;
-    cg::cluster_group cluster = cg::this_cluster();
-    cluster.sync();
-    if (cluster.block_rank() == 0)
-      for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
-        float v = res[e];
-        for (int r = 1; r < n_split; r++) v += cluster.map_shared_rank(res, r)[e];
-        res[e] = v;
-      }
-    cluster.sync();
-    if (cluster.block_rank() != 0) return;
-  } else {
-    __syncthreads();
-  }
-  for (int e = threadIdx.x; e < kVals * 32; e += blockDim.x) {
-    const int v = e >> 5, l = e & 31, i = v / (MT * 4), j = (v >> 2) % MT, c = v & 3;
-    const int m = 8 * j + 2 * (l & 3) + (c & 1);
-    const int n = (nb0 + i) * 16 + (l >> 2) + 8 * (c >> 1);
-    if (m < a.M) static_cast<uint16_t*>(a.y)[size_t(m) * a.ldy + n] = f32_to_bf16_bits(res[e]);
+    cp_async_wait<0>();
+    __syncthreads();  // red aliases the rings: every warp must be done with its ring first
+    if (!skinny_reduce(acc, red, res)) return;
+    skinny_store<R, MT, OUT>(a, res, nb0, c0, n_tok, row0);
   }
 }
 
