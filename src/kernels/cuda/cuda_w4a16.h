@@ -1,6 +1,7 @@
 // Public CUDA W4A16 linear: y[M, N] (bf16) = x[M, K] (bf16) . W^T with W an INT4 weight repacked once
 // (w4a16_repack.h); f32 accumulation; each weight enters the tensor cores as bf16((code - 8) * scale), one
-// rounding (Marlin's bf16 path; the CPU reference keeps code * scale exact in f32). Hopper (sm_90a) build.
+// rounding (Marlin's bf16 path; the CPU reference keeps code * scale exact in f32), except in the pipelined skinny
+// kernel at M <= 8, which feeds the exact codes and applies bias and scale per 32-k group in f32. Hopper (sm_90a).
 // Not a general GEMM: no bias, no transposes, no fp16; and no CUDA types here (streams are void*).
 //
 // Paths:

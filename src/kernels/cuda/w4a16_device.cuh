@@ -40,6 +40,14 @@ __device__ __forceinline__ void scale_pairs(uint2 quad, int G, uint32_t* lo2, ui
   *hi2 = __byte_perm(u, 0, 0x3232);
 }
 
+// One layout word -> the four bf16x2 A-fragment registers of its k16 step as the exact biased codes bf16(128 + u)
+// (one lop3 each, no float math): for kernels that take the bias (-136) and the group scale out of the mma in f32.
+__device__ __forceinline__ void dequant_biased(uint32_t q, uint32_t a[4]) {
+#pragma unroll
+  for (int r = 0; r < 4; r++)
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(a[r]) : "r"(q >> (4 * r)), "r"(0x000F000Fu), "r"(0x43004300u));
+}
+
 // One layout word -> the four bf16x2 A-fragment registers of its k16 step, bf16((u - 8) * scale):
 // lop3 to bf16 (128 + u), exact fma to (u - 8), one rounding in the multiply by the group scale.
 // a0/a2 are row g (lo2), a1/a3 row g+8 (hi2).

@@ -404,17 +404,56 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
 #pragma unroll
         for (int P = 0; P < 2; P++)
           ldmatrix_x4(&xb[j][4 * P], st + St::kW + St::kS + sw128(8 * j + (lane & 7), 4 * P + (lane >> 3)));
+      if constexpr (MT == 1) {
+        // The tensor cores take the exact biased codes 128 + u; the bias and the group scale are applied in f32 per
+        // 32-k group: sum_k (u - 8) s x = s (sum_k (128 + u) x - 136 sum_k x). nsx[G][h] = -136 * the sum of x over
+        // group G for token 2t + h (an mma with an all-ones A), shared by the R row blocks. Per tile this is 16
+        // lop3 + 8 f32 fma/add pairs instead of 16 lop3 + 32 bf16x2 fma/mul + 4 prmt, and the products are exact.
+        // (At MT 2 the extra accumulators spill at 512 threads: the bf16 dequant below.)
+        float nsx[2][2];
+        {
+          const uint32_t ones[4] = {0x3F803F80u, 0x3F803F80u, 0x3F803F80u, 0x3F803F80u};
 #pragma unroll
-      for (int i = 0; i < R; i++) {
-        const uint4 wv = lds128(st + i * 512 + lane * 16);
-        const uint2 sv = lds64(st + St::kW + i * 64 + g * 8);
+          for (int G = 0; G < 2; G++) {
+            float d[4] = {0.f, 0.f, 0.f, 0.f};
+            mma_16816(d, ones, xb[0][4 * G], xb[0][4 * G + 1]);
+            mma_16816(d, ones, xb[0][4 * G + 2], xb[0][4 * G + 3]);
+            nsx[G][0] = -136.f * d[0];
+            nsx[G][1] = -136.f * d[1];
+          }
+        }
 #pragma unroll
-        for (int stp = 0; stp < 4; stp++) {
-          uint32_t lo2, hi2, av[4];
-          scale_pairs(sv, stp >> 1, &lo2, &hi2);
-          dequant_scaled(word_of(wv, stp), lo2, hi2, av);
+        for (int i = 0; i < R; i++) {
+          const uint4 wv = lds128(st + i * 512 + lane * 16);
+          const uint2 sv = lds64(st + St::kW + i * 64 + g * 8);
 #pragma unroll
-          for (int j = 0; j < MT; j++) mma_16816(acc[i][j], av, xb[j][2 * stp], xb[j][2 * stp + 1]);
+          for (int G = 0; G < 2; G++) {
+            const uint32_t sq = G == 0 ? sv.x : sv.y;  // bf16 (s(row g), s(row g + 8)) of group G
+            const float s_lo = __uint_as_float(sq << 16), s_hi = __uint_as_float(sq & 0xFFFF0000u);
+            float tmp[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+            for (int stp = 2 * G; stp < 2 * G + 2; stp++) {
+              uint32_t av[4];
+              dequant_biased(word_of(wv, stp), av);
+              mma_16816(tmp, av, xb[0][2 * stp], xb[0][2 * stp + 1]);
+            }
+#pragma unroll
+            for (int c = 0; c < 4; c++) acc[i][0][c] = fmaf(c < 2 ? s_lo : s_hi, tmp[c] + nsx[G][c & 1], acc[i][0][c]);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+          const uint4 wv = lds128(st + i * 512 + lane * 16);
+          const uint2 sv = lds64(st + St::kW + i * 64 + g * 8);
+#pragma unroll
+          for (int stp = 0; stp < 4; stp++) {
+            uint32_t lo2, hi2, av[4];
+            scale_pairs(sv, stp >> 1, &lo2, &hi2);
+            dequant_scaled(word_of(wv, stp), lo2, hi2, av);
+#pragma unroll
+            for (int j = 0; j < MT; j++) mma_16816(acc[i][j], av, xb[j][2 * stp], xb[j][2 * stp + 1]);
+          }
         }
       }
     }
