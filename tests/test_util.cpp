@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 
 namespace strata::test {
 
@@ -21,7 +22,11 @@ std::string fixtures_dir() {
 }
 
 std::vector<FixtureCase> manifest() {
-  auto j = nlohmann::json::parse(read_text(fixtures_dir() + "/manifest.json"));
+  const std::string path = fixtures_dir() + "/manifest.json";
+  const std::string text = read_text(path);
+  // Runs while GoogleTest registers the parameterised tests: a missing file must say so, not fail as bad JSON.
+  if (text.empty()) throw std::runtime_error("fixtures manifest missing or empty: " + path + " (set STRATA_FIXTURES)");
+  auto j = nlohmann::json::parse(text);
   std::vector<FixtureCase> out;
   for (auto it = j.begin(); it != j.end(); ++it) {
     FixtureCase c;
