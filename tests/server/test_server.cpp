@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <span>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -375,6 +376,100 @@ TEST(ChoiceText, ReasoningSplitAndHiddenEos) {
     all += dd.text;
   }
   EXPECT_EQ(all, "Let me think.Ahoy!");
+}
+
+// Tool calls through the per-choice stream and the response JSON. The oracle is a round trip: the
+// model's own chat template (Qwen3, Hermes-style calls; its rendering is checked against jinja2 in
+// tests/tokenizer) renders an assistant turn with tool calls; its tokens, generated one by one,
+// must come back as the same calls, whole (non-streaming) and as deltas (streaming).
+TEST(ChoiceText, ToolCallsRoundTripThroughTheChatTemplate) {
+  using ojson = nlohmann::ordered_json;
+  const ojson calls = ojson::parse(R"([
+      {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 2}}},
+      {"id": "c2", "type": "function", "function": {"name": "search",
+        "arguments": {"query": "东京 🐋", "filter": {"and": [{"y": 2020}, [true, null, 2.5]]}}}}])");
+  const ojson user = ojson::array({{{"role", "user"}, {"content", "weather?"}}});
+  ojson conv = user;
+  conv.push_back({{"role", "assistant"}, {"content", nullptr}, {"tool_calls", calls}});
+  ChatOptions gen;
+  gen.add_generation_prompt = true;
+  const std::string prefix = tiny().render_chat(user, gen);
+  const std::string full = tiny().render_chat(conv, ChatOptions{});
+  ASSERT_EQ(full.compare(0, prefix.size(), prefix), 0);
+  std::string turn = full.substr(prefix.size());
+  turn = turn.substr(0, turn.find("<|im_end|>"));
+  ASSERT_NE(turn.find("<tool_call>"), std::string::npos) << turn;
+
+  TextConfig tc;
+  tc.tok = tiny().tokenizer;
+  tc.split_reasoning = true;
+  tc.tool_format = detect_tool_format(tiny().chat_template.source(true));
+  ASSERT_EQ(tc.tool_format, ToolFormat::Hermes);
+  ChoiceStream s(tc, {}, 0);
+  std::vector<ToolCall> streamed;
+  std::string content;
+  std::vector<json> chunks;
+  for (int id : ids_of(turn)) {
+    ChoiceResult d;
+    s.push(tok(id), d);
+    content += d.text;
+    for (const auto& c : d.tool_calls) streamed.push_back(c);
+    if (!d.tool_calls.empty()) chunks.push_back(chat_chunk("id", 0, "m", d, false, "", false));
+  }
+  GenerationEvent fin;
+  fin.finished = true;
+  fin.reason = FinishReason::Stop;
+  ChoiceResult last;
+  s.finish(fin, last);
+  EXPECT_EQ(last.finish_reason, "tool_calls");
+  EXPECT_EQ(content, "");
+  ASSERT_EQ(s.total().tool_calls.size(), calls.size());
+  ASSERT_EQ(streamed.size(), calls.size());
+  for (size_t i = 0; i < calls.size(); i++) {
+    const ToolCall& c = s.total().tool_calls[i];
+    EXPECT_EQ(c.index, int(i));
+    EXPECT_EQ(c.name, calls[i]["function"]["name"]);
+    EXPECT_EQ(ojson::parse(c.arguments), calls[i]["function"]["arguments"]);  // values and key order
+    EXPECT_EQ(streamed[i].id, c.id);
+    EXPECT_EQ(c.id.rfind("call_", 0), 0u);
+  }
+  json resp = chat_response("id", 0, "m", {s.total()}, Usage{}, false);
+  const json& msg = resp["choices"][0]["message"];
+  EXPECT_TRUE(msg["content"].is_null());
+  EXPECT_EQ(resp["choices"][0]["finish_reason"], "tool_calls");
+  ASSERT_EQ(msg["tool_calls"].size(), calls.size());
+  EXPECT_EQ(msg["tool_calls"][1]["type"], "function");
+  EXPECT_EQ(msg["tool_calls"][1]["function"]["name"], "search");
+  EXPECT_EQ(ojson::parse(msg["tool_calls"][1]["function"]["arguments"].get<std::string>()),
+            calls[1]["function"]["arguments"]);
+  ASSERT_FALSE(chunks.empty());
+  const json& dc = chunks[0]["choices"][0]["delta"]["tool_calls"][0];
+  EXPECT_EQ(dc["index"], 0);
+  EXPECT_EQ(dc["type"], "function");
+  EXPECT_EQ(dc["function"]["name"], "get_weather");
+
+  // Cut by max_tokens inside the second call: the first call stands, the rest is plain text.
+  const std::vector<int> ids = ids_of(turn);
+  ChoiceStream cut(tc, {}, 0);
+  const size_t second = turn.rfind("<tool_call>");
+  std::string cut_content;
+  size_t n = 0, chars = 0;
+  for (int id : ids) {
+    ChoiceResult d;
+    cut.push(tok(id), d);
+    cut_content += d.text;
+    chars += tiny().tokenizer->decode(std::span<const int>(&id, 1), false).size();
+    if (++n > 3 && chars > second + 15) break;
+  }
+  GenerationEvent len;
+  len.finished = true;
+  len.reason = FinishReason::Length;
+  ChoiceResult d;
+  cut.finish(len, d);
+  cut_content += d.text;
+  EXPECT_EQ(cut.total().finish_reason, "length");
+  ASSERT_EQ(cut.total().tool_calls.size(), 1u);
+  EXPECT_NE(cut_content.find("<tool_call>\n{\"name\": \"search\""), std::string::npos) << cut_content;
 }
 
 TEST(Metrics, HistogramIsCumulativeAndEngineGaugesShow) {
