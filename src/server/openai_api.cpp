@@ -5,6 +5,7 @@
 
 #include <climits>
 #include <cmath>
+#include <tuple>
 
 #include "core/error.h"
 
@@ -220,6 +221,7 @@ void parse_chat(const json& body, const ojson& obody, const ModelText& text, Api
   if (!text.has_chat_template) bad("messages", "this model has no chat template; use /v1/completions");
   const ojson& om = obody["messages"];
   nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+  std::vector<std::tuple<size_t, size_t, ojson>> raw_args;  // (message, call, arguments as sent)
   for (size_t i = 0; i < om.size(); i++) {
     const ojson& msg = om[i];
     const std::string param = "messages[" + std::to_string(i) + "]";
@@ -236,14 +238,20 @@ void parse_chat(const json& body, const ojson& obody, const ModelText& text, Api
         out["content"] = normalize_content(it.value(), i);
       } else if (it.key() == "tool_calls" && role == "assistant" && !it.value().is_null()) {
         out["tool_calls"] = normalize_tool_calls(it.value(), param + ".tool_calls");
+        for (size_t k = 0; k < it.value().size(); k++) {
+          const ojson& f = it.value()[k]["function"];
+          if (f.contains("arguments") && f["arguments"].is_string())
+            raw_args.emplace_back(msgs.size(), k, f["arguments"]);
+        }
       } else {
         out[it.key()] = it.value();
       }
     }
     if (role == "tool" && msg.contains("tool_call_id") && !msg["tool_call_id"].is_string())
       bad(param + ".tool_call_id", "'" + param + ".tool_call_id' must be a string");
-    // An assistant message with tool calls may have no content (null); others get "".
-    if (!out.contains("content")) out["content"] = (role == "assistant" && out.contains("tool_calls")) ? ojson() : ojson("");
+    // No content or null content (an assistant turn that only calls tools) is "", as vLLM passes
+    // it: templates such as Qwen3's test `'</think>' in content`, which fails on None.
+    if (!out.contains("content") || out["content"].is_null()) out["content"] = "";
     msgs.push_back(std::move(out));
   }
   ChatOptions opt;
@@ -284,7 +292,18 @@ void parse_chat(const json& body, const ojson& obody, const ModelText& text, Api
   try {
     ids = text.chat_prompt(msgs, opt);
   } catch (const Error& e) {
-    bad("messages", std::string("the chat template failed on these messages: ") + e.what());
+    // Templates written for the OpenAI shape (DeepSeek-V3's concatenates the arguments as a
+    // string) get the tool calls' arguments as the client sent them.
+    bool retried = false;
+    if (!raw_args.empty()) {
+      for (auto& [i, k, a] : raw_args) msgs[i]["tool_calls"][k]["function"]["arguments"] = a;
+      try {
+        ids = text.chat_prompt(msgs, opt);
+        retried = true;
+      } catch (const Error&) {
+      }
+    }
+    if (!retried) bad("messages", std::string("the chat template failed on these messages: ") + e.what());
   }
   if (ids.empty()) bad("messages", "the rendered prompt is empty");
   // A thinking model whose generation prompt opens <think> (Kimi-K2-Thinking, Qwen3 variants)

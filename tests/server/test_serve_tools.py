@@ -65,7 +65,9 @@ SPECIAL = {k: cfg[k] for k in ("bos_token", "eos_token", "pad_token") if isinsta
 
 def jinja2_prompt_ids(messages, tools):
     msgs = json.loads(json.dumps(messages))
-    for msg in msgs:  # what vLLM hands the template: arguments as objects
+    for msg in msgs:  # what vLLM hands the template: arguments as objects, null content as ""
+        if msg.get("content") is None:
+            msg["content"] = ""
         for tc in msg.get("tool_calls") or []:
             tc["function"]["arguments"] = json.loads(tc["function"]["arguments"] or "{}")
     text = TEMPLATE.render(messages=msgs, tools=tools, documents=None, add_generation_prompt=True, **SPECIAL)

@@ -390,7 +390,7 @@ TEST(ChoiceText, ToolCallsRoundTripThroughTheChatTemplate) {
         "arguments": {"query": "东京 🐋", "filter": {"and": [{"y": 2020}, [true, null, 2.5]]}}}}])");
   const ojson user = ojson::array({{{"role", "user"}, {"content", "weather?"}}});
   ojson conv = user;
-  conv.push_back({{"role", "assistant"}, {"content", nullptr}, {"tool_calls", calls}});
+  conv.push_back({{"role", "assistant"}, {"content", ""}, {"tool_calls", calls}});  // null arrives as ""
   ChatOptions gen;
   gen.add_generation_prompt = true;
   const std::string prefix = tiny().render_chat(user, gen);
