@@ -74,7 +74,7 @@ def call(name, args):
 
 CASES = {
     "one call, content": ("Let me check.", [call("get_weather", {"city": "Oslo", "unit": "celsius"})]),
-    "one call, no content": (None, [call("search", {"query": "jinja2 tojson", "top_k": 3})]),
+    "one call, no content": ("", [call("search", {"query": "jinja2 tojson", "top_k": 3})]),
     "several calls": ("Two lookups.", [call("get_weather", {"city": "Zürich", "days": 2}),
                                        call("search", {"query": "東京 天気 🌦", "exact": True}),
                                        call("get_weather", {"city": "Paris"})]),
@@ -90,6 +90,7 @@ CASES = {
 
 
 def render(source, content, calls):
+    # null content arrives as "" (as vLLM passes it; Qwen3's template fails on None)
     msgs = [{"role": "user", "content": "question"}, {"role": "assistant", "content": content, "tool_calls": calls}]
     return ENV.from_string(source).render(messages=msgs, tools=TOOLS, add_generation_prompt=False)
 
@@ -103,19 +104,32 @@ def assistant_text(rendered, head, end):
     return t
 
 
-def parse(template, text, chunk=0, fmt=None):
-    path = os.path.join(TMP, "text.txt")
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
+JOBS = {}  # (template, format) -> [(text, chunk, checker)]: one `strata tool-calls --batch` per key
+
+
+def parse(template, text, chunk=0, fmt=None, then=None):
+    """Queues a parse; then(result) runs once the batch ran (result None: strata failed)."""
+    JOBS.setdefault((template, fmt), []).append((text, chunk, then))
+
+
+def run_jobs():
     tpath = os.path.join(TMP, "tools.json")
     with open(tpath, "w", encoding="utf-8") as f:
         json.dump(TOOLS, f, ensure_ascii=False)
-    cmd = [BIN, "tool-calls", "--text", "@" + path, "--tools", "@" + tpath, "--chunk", str(chunk)]
-    cmd += ["--format", fmt] if fmt else ["--template", template]
-    r = subprocess.run(cmd, capture_output=True, timeout=30)
-    if r.returncode != 0:
-        return None, r.stderr.decode("utf-8", "replace")
-    return json.loads(r.stdout.decode("utf-8")), ""
+    for (template, fmt), jobs in JOBS.items():
+        bpath = os.path.join(TMP, "batch.json")
+        with open(bpath, "w", encoding="utf-8") as f:
+            json.dump([{"text": t, "chunk": c} for t, c, _ in jobs], f, ensure_ascii=False)
+        cmd = [BIN, "tool-calls", "--batch", "@" + bpath, "--tools", "@" + tpath]
+        cmd += ["--format", fmt] if fmt else ["--template", template]
+        r = subprocess.run(cmd, capture_output=True, timeout=120)
+        if r.returncode != 0:
+            check(False, f"{template or fmt}: strata tool-calls failed: {r.stderr.decode('utf-8', 'replace')}")
+            continue
+        results = json.loads(r.stdout.decode("utf-8"))
+        check(len(results) == len(jobs), f"{template or fmt}: {len(results)} results for {len(jobs)} texts")
+        for (_, _, then), got in zip(jobs, results):
+            then(got)
 
 
 def pairs(obj_text):
@@ -127,6 +141,45 @@ def as_pairs(value):
     return pairs(json.dumps(value, ensure_ascii=False))
 
 
+def check_whole(label, fmt, content, calls, chunk):
+    def then(got):
+        check(got["format"] == fmt, f"{label}: format {got['format']} != {fmt}")
+        names = [c["name"] for c in got["tool_calls"]]
+        check(names == [c["function"]["name"] for c in calls], f"{label} chunk={chunk}: names {names}")
+        for want, have in zip(calls, got["tool_calls"]):
+            check(pairs(have["arguments"]) == as_pairs(want["function"]["arguments"]),
+                  f"{label} chunk={chunk}: arguments {have['arguments']} != {want['function']['arguments']}")
+        check(got["content"] == content, f"{label} chunk={chunk}: content {got['content']!r} != {content!r}")
+        ids = [c["id"] for c in got["tool_calls"]]
+        check(len(set(ids)) == len(ids) and all(ids), f"{label}: ids {ids}")
+        if fmt == "kimi_k2":  # Kimi's ids are the template's own functions.NAME:IDX
+            check(all(i.startswith("functions." + n + ":") for i, n in zip(ids, names)), f"{label}: ids {ids}")
+    return then
+
+
+def check_cut(label, calls, part, full):
+    def then(g):
+        check(len(g["tool_calls"]) < len(calls) or part == full.rstrip(),
+              f"{label}: {len(g['tool_calls'])} calls from a cut text {part!r}")
+        if not g["tool_calls"]:
+            check(g["content"] == part, f"{label}: content {g['content']!r} != text {part!r}")
+        for c in g["tool_calls"]:  # what was parsed is a true prefix of the calls
+            want = calls[c["index"]]["function"]
+            check(c["name"] == want["name"] and pairs(c["arguments"]) == as_pairs(want["arguments"]),
+                  f"{label}: a wrong call {c}")
+    return then
+
+
+def check_corrupt(label, calls, content):
+    def then(g):
+        for c in g["tool_calls"]:
+            want = [x["function"] for x in calls if x["function"]["name"] == c["name"]]
+            check(any(pairs(c["arguments"]) == as_pairs(w["arguments"]) for w in want), f"{label}: a wrong call {c}")
+        if len(g["tool_calls"]) < len(calls):
+            check(len(g["content"]) > len(content), f"{label}: the broken call vanished: {g}")
+    return then
+
+
 for tname, (fmt, head, end) in FAMILIES.items():
     path = os.path.join(TDIR, tname)
     source = open(path, encoding="utf-8").read()
@@ -134,69 +187,27 @@ for tname, (fmt, head, end) in FAMILIES.items():
         label = f"{tname} / {cname}"
         text = assistant_text(render(source, content, calls), head, end)
         for chunk in (0, 1, 7):
-            got, err = parse(path, text, chunk)
-            if got is None:
-                check(False, f"{label} chunk={chunk}: strata failed: {err}")
-                continue
-            check(got["format"] == fmt, f"{label}: format {got['format']} != {fmt}")
-            names = [c["name"] for c in got["tool_calls"]]
-            check(names == [c["function"]["name"] for c in calls], f"{label} chunk={chunk}: names {names}\n  text {text!r}")
-            for want, have in zip(calls, got["tool_calls"]):
-                check(pairs(have["arguments"]) == as_pairs(want["function"]["arguments"]),
-                      f"{label} chunk={chunk}: arguments {have['arguments']} != {want['function']['arguments']}")
-            check(got["content"] == (content or ""), f"{label} chunk={chunk}: content {got['content']!r} != {content!r}")
-            ids = [c["id"] for c in got["tool_calls"]]
-            check(len(set(ids)) == len(ids) and all(ids), f"{label}: ids {ids}")
-            if fmt == "kimi_k2":  # Kimi's ids are the template's own functions.NAME:IDX
-                check(all(i.startswith("functions." + n + ":") for i, n in zip(ids, names)), f"{label}: ids {ids}")
-
-        # Cut anywhere from the section's start: never a failure; an unclosed section is plain text.
-        got, _ = parse(path, text)
-        start = len(got["content"]) if got else 0
-        first = text.find("<", start)
+            parse(path, text, chunk, then=check_whole(label, fmt, content, calls, chunk))
+        # Cut anywhere from the section's start: an unclosed section is plain text.
+        first = text.find("<", len(content))
         for cut in range(first, len(text), max(1, (len(text) - first) // 40)):
-            part = text[:cut]
             for chunk in (0, 3):
-                g, err = parse(path, part, chunk)
-                if g is None:
-                    check(False, f"{label} cut at {cut}: strata failed: {err}")
-                    continue
-                n_want = len(calls)
-                check(len(g["tool_calls"]) < n_want or part == text.rstrip(),
-                      f"{label} cut at {cut}: {len(g['tool_calls'])} calls from a cut text {part!r}")
-                if not g["tool_calls"]:
-                    check(g["content"] == part, f"{label} cut at {cut}: content {g['content']!r} != text {part!r}")
-                for c in g["tool_calls"]:  # what was parsed is a true prefix of the calls
-                    want = calls[c["index"]]["function"]
-                    check(c["name"] == want["name"] and pairs(c["arguments"]) == as_pairs(want["arguments"]),
-                          f"{label} cut at {cut}: a wrong call {c}")
-
-        # Corrupted calls: the broken call is not a call, and nothing is lost from the text.
+                parse(path, text[:cut], chunk, then=check_cut(f"{label} cut at {cut}", calls, text[:cut], text))
+        # Corrupted calls: a broken call is not a call, and nothing is lost from the text.
         for bad_from, bad_to in (('{"', '{'), ('">', '>'), ("}", "]"), (">", ">>x")):
-            k = text.find(bad_from, start)
-            if k < 0:
-                continue
-            broken = text[:k] + bad_to + text[k + len(bad_from):]
-            g, err = parse(path, broken)
-            if g is None:
-                check(False, f"{label} corrupted {bad_from!r}: strata failed: {err}")
-                continue
-            for c in g["tool_calls"]:
-                want = [x["function"] for x in calls if x["function"]["name"] == c["name"]]
-                check(any(pairs(c["arguments"]) == as_pairs(w["arguments"]) for w in want),
-                      f"{label} corrupted {bad_from!r}: a wrong call {c}")
-            if len(g["tool_calls"]) < len(calls):
-                check(len(g["content"]) > len(content or ""),
-                      f"{label} corrupted {bad_from!r}: the broken call vanished: {g}")
+            k = text.find(bad_from, len(content))
+            if k >= 0:
+                broken = text[:k] + bad_to + text[k + len(bad_from):]
+                parse(path, broken, 0, then=check_corrupt(f"{label} corrupted {bad_from!r}", calls, content))
 
 # Plain text without any section is returned as is, whatever the format.
 for fmt in ("hermes", "kimi_k2", "deepseek_v31", "minimax_m2", "none"):
     for text in ("", "plain answer", "  spaced  \n\n", "a < b and <tool", "<tool_call>", "<minimax:tool_call>\n",
                  "<|tool_calls_section_begin|>", "<｜tool▁calls▁begin｜>x"):
-        g, err = parse(None, text, 0, fmt)
-        check(g is not None and g["content"] == text and g["tool_calls"] == [],
-              f"{fmt}: plain text {text!r} -> {g} {err}")
+        parse(None, text, 0, fmt, then=lambda g, text=text, fmt=fmt: check(
+            g["content"] == text and g["tool_calls"] == [], f"{fmt}: plain text {text!r} -> {g}"))
 
+run_jobs()
 print(f"{n_checks} checks, {len(failures)} failed")
 for f in failures[:30]:
     print("FAIL:", f)
