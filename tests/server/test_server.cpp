@@ -453,13 +453,11 @@ TEST(ChoiceText, ToolCallsRoundTripThroughTheChatTemplate) {
   ChoiceStream cut(tc, {}, 0);
   const size_t second = turn.rfind("<tool_call>");
   std::string cut_content;
-  size_t n = 0, chars = 0;
-  for (int id : ids) {
+  for (size_t n = 0; n < ids.size(); n++) {
     ChoiceResult d;
-    cut.push(tok(id), d);
+    cut.push(tok(ids[n]), d);
     cut_content += d.text;
-    chars += tiny().tokenizer->decode(std::span<const int>(&id, 1), false).size();
-    if (++n > 3 && chars > second + 15) break;
+    if (tiny().tokenizer->decode(std::span<const int>(ids.data(), n + 1), false).size() > second + 30) break;
   }
   GenerationEvent len;
   len.finished = true;
