@@ -145,8 +145,12 @@ Mailbox::Outcome Server::Impl::generation(const HttpRequest& req, Endpoint ep) {
   tc.hidden_ids = a.stop_token_ids;
   if (auto eos = text.tokenizer->eos_id()) tc.hidden_ids.push_back(*eos);
   for (int e : svc.eos_ids()) tc.hidden_ids.push_back(e);
-  // Tool-call markers are special tokens in some vocabularies (Kimi-K2): parsed calls need them.
-  tc.skip_special = a.skip_special_tokens && a.tool_format == ToolFormat::None;
+  // Tool-call markers are special tokens in some vocabularies (Kimi-K2): then the text keeps
+  // special tokens, or the parser would never see a call (as vLLM does for such parsers).
+  bool special_markers = false;
+  for (const auto& m : tool_format_markers(a.tool_format))
+    if (auto id = text.tokenizer->token_to_id(m); id && text.tokenizer->is_special(*id)) special_markers = true;
+  tc.skip_special = a.skip_special_tokens && !special_markers;
   tc.tool_format = a.tool_format;
   tc.tools = a.tools;
   tc.logprobs = a.logprobs;

@@ -103,6 +103,14 @@ bool parse_delimited(const std::string& body, const std::string& begin, const st
       size_t colon = n.rfind(':');
       if (colon != std::string::npos) n = n.substr(0, colon);
       c.name = n;
+    } else if (head == "function" && args.find("\n```json\n") != std::string::npos) {
+      // DeepSeek-V3 (before V3.1): TYPE<sep>NAME\n```json\nARGS\n```
+      const size_t nl = args.find("\n```json\n");
+      c.name = trim(args.substr(0, nl));
+      std::string a = trim(args.substr(nl + 9));
+      if (a.size() < 3 || a.compare(a.size() - 3, 3, "```") != 0) return false;
+      args = a.substr(0, a.size() - 3);
+      if (c.name.find_first_of("<>\n") != std::string::npos) return false;
     } else {
       c.name = head;
     }
@@ -183,6 +191,21 @@ ToolFormat detect_tool_format(const std::string& src) {
   if (src.find("minimax:tool_call") != std::string::npos) return ToolFormat::MiniMaxM2;
   if (src.find("<tool_call>") != std::string::npos) return ToolFormat::Hermes;
   return ToolFormat::None;
+}
+
+std::vector<std::string> tool_format_markers(ToolFormat f) {
+  switch (f) {
+    case ToolFormat::Hermes: return {"<tool_call>", "</tool_call>"};
+    case ToolFormat::KimiK2:
+      return {"<|tool_calls_section_begin|>", "<|tool_calls_section_end|>", "<|tool_call_begin|>",
+              "<|tool_call_argument_begin|>", "<|tool_call_end|>"};
+    case ToolFormat::DeepSeekV31:
+      return {"<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>",
+              "<｜tool▁call▁end｜>"};
+    case ToolFormat::MiniMaxM2: return {"<minimax:tool_call>", "</minimax:tool_call>"};
+    case ToolFormat::None: break;
+  }
+  return {};
 }
 
 const char* tool_format_name(ToolFormat f) {

@@ -21,11 +21,15 @@ enum class ToolFormat {
   KimiK2,      // <|tool_calls_section_begin|><|tool_call_begin|>functions.N:I<|tool_call_argument_begin|>{...}
                //   <|tool_call_end|>...<|tool_calls_section_end|>
   DeepSeekV31, // <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>N<｜tool▁sep｜>{...}<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>
+               //   (and DeepSeek-V3's <｜tool▁call▁begin｜>function<｜tool▁sep｜>N\n```json\n{...}\n```<｜tool▁call▁end｜>)
   MiniMaxM2,   // <minimax:tool_call>\n<invoke name="N">\n<parameter name="K">V</parameter>\n</invoke>\n</minimax:tool_call>
 };
 
 // The format a chat template's source renders tool calls in (None when it renders none).
 ToolFormat detect_tool_format(const std::string& template_source);
+// The marker strings of a format (section and call delimiters): where they are special tokens of
+// a vocabulary, the text must be decoded with special tokens kept for the calls to be seen.
+std::vector<std::string> tool_format_markers(ToolFormat f);
 const char* tool_format_name(ToolFormat f);                 // "hermes", "kimi_k2", "deepseek_v31", "minimax_m2", "none"
 ToolFormat tool_format_from_name(const std::string& name);  // throws Error on an unknown name
 

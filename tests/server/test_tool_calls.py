@@ -53,6 +53,10 @@ FAMILIES = {
     "Kimi-K2-Thinking.jinja": ("kimi_k2", "<|im_assistant|>assistant<|im_middle|>", "<|im_end|>"),
     "deepseek-ai-DeepSeek-V3.1.jinja": ("deepseek_v31", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"),
     "MiniMax-M2.jinja": ("minimax_m2", "]~b]ai\n", "[e~["),
+    # DeepSeek-V3 (tokenizer_config.json): its template renders calls only without content,
+    # concatenates the arguments as the client's JSON strings, and closes the section only after a
+    # second call, and again after each later one (so only conversations with two calls are an oracle).
+    "tokenizers/deepseek_v3": ("deepseek_v31", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"),
 }
 
 TOOLS = [
@@ -84,6 +88,8 @@ CASES = {
         "and": [{"field": "year", "gte": 2020}, {"or": [{"tag": "a"}, {"tag": "b", "w": [1, 2.5, -3, None]}]}],
         "meta": {"z": 1, "a": {"deep": {"deeper": [[], {}]}}}}})]),
     "empty arguments": ("Calling.", [call("no_args", {})]),
+    "two calls, nested and empty": ("Both.", [call("search", {"query": "q", "filter": {"a": {"b": [{"c": None}]}}}),
+                                              call("no_args", {})]),
     "multi-line content": ("First line.\nSecond line:\n  - item", [call("get_weather", {
         "city": "Rio", "opts": {"x": [1, {"y": "z"}]}, "tags": ["a", "b"]})]),
 }
@@ -181,11 +187,23 @@ def check_corrupt(label, calls, content):
 
 
 for tname, (fmt, head, end) in FAMILIES.items():
-    path = os.path.join(TDIR, tname)
-    source = open(path, encoding="utf-8").read()
+    if tname.startswith("tokenizers/"):
+        path = os.path.join(FIX, tname)
+        source = json.load(open(os.path.join(path, "tokenizer_config.json"), encoding="utf-8"))["chat_template"]
+    else:
+        path = os.path.join(TDIR, tname)
+        source = open(path, encoding="utf-8").read()
     for cname, (content, calls) in CASES.items():
         label = f"{tname} / {cname}"
-        text = assistant_text(render(source, content, calls), head, end)
+        if tname == "tokenizers/deepseek_v3":
+            if len(calls) != 2:  # its template closes the section after the second call (and each later one)
+                continue
+            string_calls = [{**c, "function": {**c["function"], "arguments": json.dumps(
+                c["function"]["arguments"], ensure_ascii=False)}} for c in calls]
+            text = assistant_text(render(source, None, string_calls), head, end)
+            content = ""
+        else:
+            text = assistant_text(render(source, content, calls), head, end)
         for chunk in (0, 1, 7):
             parse(path, text, chunk, then=check_whole(label, fmt, content, calls, chunk))
         # Cut anywhere from the section's start: an unclosed section is plain text.
