@@ -241,6 +241,51 @@ TEST(OpenAi, ChatRendersTheTemplate) {
             "top_logprobs");
 }
 
+// Tool requests: the template gets what vLLM gives it (arguments as objects in the request's key
+// order, null content as ""), so the prompt is the template's render of that shape; templates
+// that concatenate arguments as strings (DeepSeek-V3) get the strings the client sent.
+TEST(OpenAi, ToolCallsInTheRequestReachTheTemplate) {
+  using ojson = nlohmann::ordered_json;
+  const std::string body = R"({"model":"tiny","messages":[{"role":"user","content":"weather?"},
+      {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+        "function":{"name":"get_weather","arguments":"{\"unit\": \"c\", \"city\": \"Zürich\"}"}}]},
+      {"role":"tool","tool_call_id":"c1","content":"cold"}],
+      "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object",
+        "properties":{"unit":{"type":"string"},"city":{"type":"string"}}}}}]})";
+  const ojson ob = ojson::parse(body);
+  ojson msgs = ob["messages"];
+  msgs[1]["content"] = "";
+  msgs[1]["tool_calls"][0]["function"]["arguments"] = ojson::parse(R"({"unit": "c", "city": "Zürich"})");
+  ChatOptions opt;
+  opt.add_generation_prompt = true;
+  opt.tools = ob["tools"];
+  ApiLimits lim = limits();
+  lim.max_context = 4096;
+  auto r = parse_api_request(json::parse(body), Endpoint::Chat, tiny(), lim, &ob);
+  EXPECT_EQ(tiny().tokenizer->decode(r.prompts[0]), tiny().render_chat(msgs, opt));
+  EXPECT_EQ(r.tool_format, ToolFormat::Hermes);
+  // tool_choice "none": the same prompt, no parsing.
+  ojson none = ob;
+  none["tool_choice"] = "none";
+  auto rn = parse_api_request(json::parse(none.dump()), Endpoint::Chat, tiny(), lim, &none);
+  EXPECT_EQ(rn.prompts[0], r.prompts[0]);
+  EXPECT_EQ(rn.tool_format, ToolFormat::None);
+
+  static ModelText ds = load_model_text(test::fixtures_dir() + "/tokenizers/deepseek_v3");
+  ojson two = ojson::parse(R"([{"role":"user","content":"q"},{"role":"assistant","content":null,"tool_calls":[
+      {"type":"function","function":{"name":"f","arguments":"{\"b\": 1, \"a\": 2}"}},
+      {"type":"function","function":{"name":"g","arguments":"{}"}}]}])");
+  ojson dreq = {{"messages", two}, {"tools", ob["tools"]}, {"max_tokens", 2}};
+  ApiLimits big = limits();
+  big.max_context = 4096;
+  big.vocab_size = 1 << 20;
+  auto rd = parse_api_request(json::parse(dreq.dump()), Endpoint::Chat, ds, big, &dreq);
+  two[1]["content"] = "";  // as passed, with the arguments as sent
+  opt.tools = ob["tools"];
+  EXPECT_EQ(ds.tokenizer->decode(rd.prompts[0]), ds.render_chat(two, opt));
+  EXPECT_EQ(rd.tool_format, ToolFormat::DeepSeekV31);
+}
+
 // Mutated requests (seeded): the parser and the API mapping only ever answer with a status or an
 // ApiError; nothing else escapes, nothing hangs, and a Complete request never claims more bytes
 // than it was given.
