@@ -219,7 +219,8 @@ void parse_chat(const json& body, const ojson& obody, const ModelText& text, Api
   if (!m) bad("messages", "'messages' is required");
   if (!m->is_array() || m->empty()) bad("messages", "'messages' must be a non-empty array");
   if (!text.has_chat_template) bad("messages", "this model has no chat template; use /v1/completions");
-  const ojson& om = obody["messages"];
+  const ojson& om = obody.contains("messages") ? obody["messages"] : obody;
+  if (!om.is_array() || om.size() != m->size()) bad("messages", "'messages' must be a non-empty array");
   nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
   std::vector<std::tuple<size_t, size_t, ojson>> raw_args;  // (message, call, arguments as sent)
   for (size_t i = 0; i < om.size(); i++) {
@@ -260,6 +261,7 @@ void parse_chat(const json& body, const ojson& obody, const ModelText& text, Api
     bad("continue_final_message", "'continue_final_message' is not supported");
   std::string tool_choice = "auto";
   if (field(body, "tools")) {
+    if (!obody.contains("tools")) bad("tools", "'tools' must be an array");
     validate_tools(obody["tools"]);
     opt.tools = obody["tools"];
   }
