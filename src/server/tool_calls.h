@@ -4,6 +4,8 @@
 // except what could be the start of a tool-call section (held back until it is decided), and a
 // section is buffered from its start marker to its end marker, then becomes complete calls.
 // A section that does not parse, or is still open when the text ends, is released as plain text.
+// Whitespace next to a parsed section (the newlines templates put around calls) is dropped; the
+// rest of the text is kept byte for byte.
 // Not the chat template (tokenizer/chat_template.h renders the calls) and not the HTTP layer.
 #pragma once
 #include <cstdint>
