@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "server/tool_calls.h"
 #include "tokenizer/chat_template.h"
 
 namespace strata::cli {
@@ -64,6 +65,62 @@ int cmd_chat_template(const Args& a) {
   std::fflush(stdout);
   return 0;
 }
+
+// `strata tool-calls`: what the server's tool-call parser makes of a model's text.
+int cmd_tool_calls(const Args& a) {
+  using namespace strata::server;
+  ToolFormat f = a.has("format") ? tool_format_from_name(a.get("format", ""))
+                                 : detect_tool_format(load(a.need("template")).source(true));
+  ojson tools = a.has("tools") ? json_arg(a.get("tools", ""), "--tools") : ojson(nullptr);
+  auto run = [&](const std::string& text, long chunk) {  // chunk > 0: fed in pieces of that many bytes
+    std::string content;
+    std::vector<ToolCall> calls;
+    ToolCallStream s(f, tools);
+    if (chunk > 0)
+      for (size_t i = 0; i < text.size(); i += size_t(chunk)) s.push(text.substr(i, size_t(chunk)), content, calls);
+    else
+      s.push(text, content, calls);
+    s.finish(content, calls);
+    ojson out = {{"format", tool_format_name(f)}, {"content", content}, {"tool_calls", ojson::array()}};
+    for (const auto& c : calls)
+      out["tool_calls"].push_back({{"index", c.index}, {"id", c.id}, {"name", c.name}, {"arguments", c.arguments}});
+    return out;
+  };
+  const long chunk = a.get_int("chunk", 0, 0, 1 << 30);
+  ojson result;
+  if (a.has("batch")) {  // [{"text": T, "chunk": N}, ...] -> [result, ...]
+    const ojson batch = json_arg(a.get("batch", ""), "--batch");
+    STRATA_CHECK(batch.is_array(), "--batch must be a JSON array");
+    result = ojson::array();
+    for (const auto& b : batch) {
+      STRATA_CHECK(b.is_object() && b.contains("text") && b["text"].is_string(), "--batch entries need a 'text'");
+      result.push_back(run(b["text"].get<std::string>(), b.value("chunk", 0L)));
+    }
+  } else {
+    std::string text = a.need("text");
+    if (!text.empty() && text[0] == '@') {
+      std::ifstream in(text.substr(1), std::ios::binary);
+      STRATA_CHECK(in.good(), "--text: cannot read " + text.substr(1));
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      text = ss.str();
+    }
+    result = run(text, chunk);
+  }
+  const std::string j = result.dump(-1, ' ', false, ojson::error_handler_t::replace) + "\n";
+  std::fwrite(j.data(), 1, j.size(), stdout);
+  return 0;
+}
+
+const CommandRegistration kToolCalls(
+    {"tool-calls",
+     "  strata tool-calls (--template FILE|DIR | --format hermes|kimi_k2|deepseek_v31|minimax_m2)\n"
+     "                    --text TEXT|@FILE | --batch JSON|@FILE  [--tools JSON|@FILE] [--chunk N]\n"
+     "      prints as JSON the content and tool calls `strata serve` parses from a model's text (the\n"
+     "      format is the one the chat template renders); --chunk N feeds it N bytes at a time;\n"
+     "      --batch [{\"text\": T, \"chunk\": N}, ...] prints a JSON array of results",
+     {},
+     cmd_tool_calls});
 
 const CommandRegistration kChatTemplate(
     {"chat-template",

@@ -40,6 +40,7 @@ size_t find_stop(const std::string& text, const std::vector<std::string>& stops,
 ChoiceStream::ChoiceStream(const TextConfig& cfg, std::span<const int> prompt, int index)
     : cfg_(cfg), dec_(cfg.tok, cfg.skip_special, prompt) {
   total_.index = index;
+  if (cfg_.tool_format != ToolFormat::None) tool_stream_ = std::make_unique<ToolCallStream>(cfg_.tool_format, cfg_.tools);
   if (cfg_.split_reasoning) {
     think_open_ = cfg_.tok->token_to_id("<think>");
     think_close_ = cfg_.tok->token_to_id("</think>");
@@ -52,6 +53,18 @@ ChoiceStream::ChoiceStream(const TextConfig& cfg, std::span<const int> prompt, i
 
 void ChoiceStream::emit(int section, const std::string& s, ChoiceResult& delta) {
   if (s.empty()) return;
+  if (section == 0 && tool_stream_) {  // content goes through the tool-call parser
+    std::string text;
+    std::vector<ToolCall> calls;
+    tool_stream_->push(s, text, calls);
+    delta.text += text;
+    total_.text += text;
+    for (auto& c : calls) {
+      total_.tool_calls.push_back(c);
+      delta.tool_calls.push_back(std::move(c));
+    }
+    return;
+  }
   (section ? delta.reasoning : delta.text) += s;
   (section ? total_.reasoning : total_.text) += s;
 }
@@ -112,7 +125,20 @@ void ChoiceStream::finish(const GenerationEvent& ev, ChoiceResult& delta) {
     pending_[section_] += dec_.finish();
     release(section_, delta, true);
   }
+  if (tool_stream_) {  // an open tool-call section is plain text after all
+    std::string text;
+    std::vector<ToolCall> calls;
+    tool_stream_->finish(text, calls);
+    delta.text += text;
+    total_.text += text;
+    for (auto& c : calls) {
+      total_.tool_calls.push_back(c);
+      delta.tool_calls.push_back(std::move(c));
+    }
+  }
   if (!stopped_) total_.finish_reason = finish_reason_name(ev.reason);
+  // The model ended its turn with tool calls (not cut by length or an error).
+  if (!total_.tool_calls.empty() && total_.finish_reason == "stop") total_.finish_reason = "tool_calls";
   delta.finish_reason = total_.finish_reason;
 }
 

@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "server/openai_api.h"
+#include "server/tool_calls.h"
 #include "tokenizer/tokenizer.h"
 
 namespace strata::server {
@@ -22,6 +23,8 @@ struct TextConfig {
   int logprobs = -1;               // < 0: no entries
   bool split_reasoning = false;    // chat: <think>...</think> goes to reasoning
   bool starts_in_reasoning = false;
+  ToolFormat tool_format = ToolFormat::None;  // chat: content is parsed for tool calls in this format
+  nlohmann::ordered_json tools;               // the request's tools (typing MiniMax-M2 parameters)
 };
 
 class ChoiceStream {
@@ -55,6 +58,7 @@ class ChoiceStream {
   bool stopped_ = false, finished_ = false;
   int n_tokens_ = 0;
   ChoiceResult total_;
+  std::unique_ptr<ToolCallStream> tool_stream_;  // set when tool calls are parsed
 };
 
 // Where in `text` the first of `stops` starts (npos: none); `hold` gets how many trailing bytes

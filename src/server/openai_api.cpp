@@ -5,6 +5,7 @@
 
 #include <climits>
 #include <cmath>
+#include <tuple>
 
 #include "core/error.h"
 
@@ -144,8 +145,10 @@ void parse_prompts(const json& body, const ModelText& text, const ApiLimits& lim
       if (r.prompt_texts[i].empty()) r.prompt_texts[i] = text.tokenizer->decode(r.prompts[i], true);
 }
 
+using ojson = nlohmann::ordered_json;
+
 // Message content may be a string or a list of parts; only text parts are understood.
-json normalize_content(const json& c, size_t i) {
+ojson normalize_content(const ojson& c, size_t i) {
   const std::string param = "messages[" + std::to_string(i) + "].content";
   if (c.is_null() || c.is_string()) return c;
   if (!c.is_array()) bad(param, "'" + param + "' must be a string or an array of content parts");
@@ -160,14 +163,68 @@ json normalize_content(const json& c, size_t i) {
   return s;
 }
 
-void parse_chat(const json& body, const ModelText& text, ApiRequest& r) {
+// An assistant message's tool_calls, as chat templates expect them: like vLLM, function.arguments
+// (a JSON string in the OpenAI API) becomes the object it encodes (templates print it with tojson
+// or iterate its items); a missing or empty one becomes {}.
+ojson normalize_tool_calls(const ojson& tc, const std::string& param) {
+  if (!tc.is_array()) bad(param, "'" + param + "' must be an array");
+  ojson out = ojson::array();
+  for (size_t k = 0; k < tc.size(); k++) {
+    const std::string p = param + "[" + std::to_string(k) + "]";
+    ojson c = tc[k];
+    if (!c.is_object()) bad(p, "'" + p + "' must be an object");
+    if (c.contains("type") && c["type"] != "function") bad(p + ".type", "only tool calls of type 'function' are supported");
+    if (!c.contains("function") || !c["function"].is_object()) bad(p + ".function", "'" + p + ".function' must be an object");
+    ojson& f = c["function"];
+    if (!f.contains("name") || !f["name"].is_string() || f["name"].get<std::string>().empty())
+      bad(p + ".function.name", "'" + p + ".function.name' must be a non-empty string");
+    auto it = f.find("arguments");
+    if (it == f.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty())) {
+      f["arguments"] = ojson::object();
+    } else if (it->is_string()) {
+      ojson a = ojson::parse(it->get<std::string>(), nullptr, false);
+      if (a.is_discarded() || !a.is_object())
+        bad(p + ".function.arguments", "'" + p + ".function.arguments' must be a JSON object (as a string)");
+      *it = std::move(a);
+    } else if (!it->is_object()) {
+      bad(p + ".function.arguments", "'" + p + ".function.arguments' must be a JSON object (as a string)");
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+// OpenAI function tools: [{"type": "function", "function": {"name", "description"?, "parameters"?}}].
+void validate_tools(const ojson& t) {
+  if (!t.is_array()) bad("tools", "'tools' must be an array");
+  for (size_t k = 0; k < t.size(); k++) {
+    const std::string p = "tools[" + std::to_string(k) + "]";
+    const ojson& e = t[k];
+    if (!e.is_object()) bad(p, "'" + p + "' must be an object");
+    if (!e.contains("type") || e["type"] != "function") bad(p + ".type", "'" + p + ".type' must be 'function'");
+    if (!e.contains("function") || !e["function"].is_object())
+      bad(p + ".function", "'" + p + ".function' must be an object");
+    const ojson& f = e["function"];
+    if (!f.contains("name") || !f["name"].is_string() || f["name"].get<std::string>().empty())
+      bad(p + ".function.name", "'" + p + ".function.name' must be a non-empty string");
+    if (f.contains("description") && !f["description"].is_string() && !f["description"].is_null())
+      bad(p + ".function.description", "'" + p + ".function.description' must be a string");
+    if (f.contains("parameters") && !f["parameters"].is_object())
+      bad(p + ".function.parameters", "'" + p + ".function.parameters' must be a JSON schema object");
+  }
+}
+
+void parse_chat(const json& body, const ojson& obody, const ModelText& text, ApiRequest& r) {
   const json* m = field(body, "messages");
   if (!m) bad("messages", "'messages' is required");
   if (!m->is_array() || m->empty()) bad("messages", "'messages' must be a non-empty array");
   if (!text.has_chat_template) bad("messages", "this model has no chat template; use /v1/completions");
+  const ojson& om = obody.contains("messages") ? obody["messages"] : obody;
+  if (!om.is_array() || om.size() != m->size()) bad("messages", "'messages' must be a non-empty array");
   nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
-  for (size_t i = 0; i < m->size(); i++) {
-    const json& msg = (*m)[i];
+  std::vector<std::tuple<size_t, size_t, ojson>> raw_args;  // (message, call, arguments as sent)
+  for (size_t i = 0; i < om.size(); i++) {
+    const ojson& msg = om[i];
     const std::string param = "messages[" + std::to_string(i) + "]";
     if (!msg.is_object()) bad(param, "'" + param + "' must be an object");
     if (!msg.contains("role") || !msg["role"].is_string()) bad(param + ".role", "'" + param + ".role' must be a string");
@@ -178,18 +235,51 @@ void parse_chat(const json& body, const ModelText& text, ApiRequest& r) {
     out["role"] = role;
     for (auto it = msg.begin(); it != msg.end(); ++it) {
       if (it.key() == "role") continue;
-      out[it.key()] = it.key() == "content" ? json(normalize_content(it.value(), i)) : it.value();
+      if (it.key() == "content") {
+        out["content"] = normalize_content(it.value(), i);
+      } else if (it.key() == "tool_calls" && role == "assistant" && !it.value().is_null()) {
+        out["tool_calls"] = normalize_tool_calls(it.value(), param + ".tool_calls");
+        for (size_t k = 0; k < it.value().size(); k++) {
+          const ojson& f = it.value()[k]["function"];
+          if (f.contains("arguments") && f["arguments"].is_string())
+            raw_args.emplace_back(msgs.size(), k, f["arguments"]);
+        }
+      } else {
+        out[it.key()] = it.value();
+      }
     }
-    if (!out.contains("content")) out["content"] = "";
+    if (role == "tool" && msg.contains("tool_call_id") && !msg["tool_call_id"].is_string())
+      bad(param + ".tool_call_id", "'" + param + ".tool_call_id' must be a string");
+    // No content or null content (an assistant turn that only calls tools) is "", as vLLM passes
+    // it: templates such as Qwen3's test `'</think>' in content`, which fails on None.
+    if (!out.contains("content") || out["content"].is_null()) out["content"] = "";
     msgs.push_back(std::move(out));
   }
   ChatOptions opt;
   opt.add_generation_prompt = opt_bool(body, "add_generation_prompt").value_or(true);
   if (opt_bool(body, "continue_final_message").value_or(false))
     bad("continue_final_message", "'continue_final_message' is not supported");
-  if (const json* t = field(body, "tools")) {
-    if (!t->is_array()) bad("tools", "'tools' must be an array");
-    opt.tools = *t;
+  std::string tool_choice = "auto";
+  if (field(body, "tools")) {
+    if (!obody.contains("tools")) bad("tools", "'tools' must be an array");
+    validate_tools(obody["tools"]);
+    opt.tools = obody["tools"];
+  }
+  if (const json* tc = field(body, "tool_choice")) {
+    if (tc->is_string() && (*tc == "auto" || *tc == "none")) {
+      tool_choice = tc->get<std::string>();
+    } else if ((tc->is_string() && *tc == "required") || tc->is_object()) {
+      bad("tool_choice", "tool_choice 'required' and named functions are not supported; use 'auto' or 'none'");
+    } else {
+      bad("tool_choice", "'tool_choice' must be 'auto', 'none', 'required' or a named function");
+    }
+  }
+  if (const json* ptc = field(body, "parallel_tool_calls"); ptc && !ptc->is_boolean())
+    bad("parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
+  // Tools are rendered whatever tool_choice says (as vLLM does); calls are parsed with "auto".
+  if (opt.tools.is_array() && !opt.tools.empty() && tool_choice == "auto") {
+    r.tool_format = detect_tool_format(text.chat_template.source(true));
+    r.tools = opt.tools;
   }
   if (const json* k = field(body, "chat_template_kwargs")) {
     if (!k->is_object()) bad("chat_template_kwargs", "'chat_template_kwargs' must be an object");
@@ -204,7 +294,18 @@ void parse_chat(const json& body, const ModelText& text, ApiRequest& r) {
   try {
     ids = text.chat_prompt(msgs, opt);
   } catch (const Error& e) {
-    bad("messages", std::string("the chat template failed on these messages: ") + e.what());
+    // Templates written for the OpenAI shape (DeepSeek-V3's concatenates the arguments as a
+    // string) get the tool calls' arguments as the client sent them.
+    bool retried = false;
+    if (!raw_args.empty()) {
+      for (auto& [i, k, a] : raw_args) msgs[i]["tool_calls"][k]["function"]["arguments"] = a;
+      try {
+        ids = text.chat_prompt(msgs, opt);
+        retried = true;
+      } catch (const Error&) {
+      }
+    }
+    if (!retried) bad("messages", std::string("the chat template failed on these messages: ") + e.what());
   }
   if (ids.empty()) bad("messages", "the rendered prompt is empty");
   // A thinking model whose generation prompt opens <think> (Kimi-K2-Thinking, Qwen3 variants)
@@ -263,7 +364,8 @@ void parse_sampling(const json& body, ApiRequest& r) {
 
 }  // namespace
 
-ApiRequest parse_api_request(const json& body, Endpoint endpoint, const ModelText& text, const ApiLimits& lim) {
+ApiRequest parse_api_request(const json& body, Endpoint endpoint, const ModelText& text, const ApiLimits& lim,
+                             const nlohmann::ordered_json* ordered_body) {
   if (!body.is_object()) bad("", "the request body must be a JSON object");
   ApiRequest r;
   r.endpoint = endpoint;
@@ -317,7 +419,12 @@ ApiRequest parse_api_request(const json& body, Endpoint endpoint, const ModelTex
     auto top = opt_int(body, "top_logprobs", 0, lim.max_top_logprobs);
     if (top && !lp) bad("top_logprobs", "'top_logprobs' requires 'logprobs': true");
     r.logprobs = lp ? int(top.value_or(0)) : -1;
-    parse_chat(body, text, r);
+    if (ordered_body) {
+      parse_chat(body, *ordered_body, text, r);
+    } else {
+      const nlohmann::ordered_json ob(body);
+      parse_chat(body, ob, text, r);
+    }
   }
   for (const auto& ids : r.prompts) resolve_max_tokens(r, int(ids.size()), lim);  // refuse before any compute
   return r;
@@ -399,6 +506,19 @@ json chat_logprobs(const ChoiceResult& c) {
   return {{"content", content}};
 }
 
+json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+  json a = json::array();
+  for (const auto& c : calls) {
+    json j = json::object();
+    if (with_index) j["index"] = c.index;
+    j["id"] = c.id;
+    j["type"] = "function";
+    j["function"] = {{"name", c.name}, {"arguments", c.arguments}};
+    a.push_back(std::move(j));
+  }
+  return a;
+}
+
 json finish_json(const std::string& f) { return f.empty() ? json(nullptr) : json(f); }
 
 }  // namespace
@@ -421,6 +541,10 @@ json chat_response(const std::string& id, int64_t created, const std::string& mo
   for (const auto& c : choices) {
     json msg = {{"role", "assistant"}, {"content", c.text}};
     if (c.has_reasoning) msg["reasoning_content"] = c.reasoning;
+    if (!c.tool_calls.empty()) {
+      if (c.text.empty()) msg["content"] = nullptr;
+      msg["tool_calls"] = tool_calls_json(c.tool_calls, false);
+    }
     cs.push_back({{"index", c.index},
                   {"message", msg},
                   {"logprobs", logprobs ? chat_logprobs(c) : json(nullptr)},
@@ -445,6 +569,7 @@ json chat_chunk(const std::string& id, int64_t created, const std::string& model
   if (role) delta["role"] = "assistant";
   if (role || !d.text.empty()) delta["content"] = d.text;
   if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
+  if (!d.tool_calls.empty()) delta["tool_calls"] = tool_calls_json(d.tool_calls, true);
   json c = {{"index", d.index},
             {"delta", delta},
             {"logprobs", logprobs && !d.logprobs.empty() ? chat_logprobs(d) : json(nullptr)},

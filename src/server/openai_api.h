@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
+#include "server/tool_calls.h"
 #include "tokenizer/model_text.h"
 
 namespace strata::server {
@@ -60,12 +61,18 @@ struct ApiRequest {
   int logprobs = -1;                      // < 0: none; else alternatives per token (0..20)
   SamplingParams sampling;
   bool starts_in_reasoning = false;       // chat: the rendered prompt ends inside <think>
+  // chat: the request's `tools` (rendered into the prompt) and the format tool calls are parsed
+  // in (None: not parsed, e.g. no tools, tool_choice "none", or a template without tool calls).
+  nlohmann::ordered_json tools;
+  ToolFormat tool_format = ToolFormat::None;
 };
 
 // Parses and validates a request body (already known to be valid JSON) for `endpoint`. Text
 // prompts and chat messages are tokenized here, so this runs on a worker thread. Throws ApiError.
+// ordered_body: the same body with its objects' key order kept (what chat templates print, e.g.
+// the order of a tool's parameters); without it the order is nlohmann::json's (sorted).
 ApiRequest parse_api_request(const nlohmann::json& body, Endpoint endpoint, const ModelText& text,
-                             const ApiLimits& lim);
+                             const ApiLimits& lim, const nlohmann::ordered_json* ordered_body = nullptr);
 
 // The max_tokens a prompt of `prompt_len` tokens gets (throws ApiError 400 when it cannot fit).
 int resolve_max_tokens(const ApiRequest& r, int prompt_len, const ApiLimits& lim);
@@ -85,7 +92,8 @@ struct ChoiceResult {
   bool has_reasoning = false;
   std::vector<LogprobEntry> logprobs;
   size_t text_offset0 = 0;     // completions: offset of the first token's text (echo)
-  std::string finish_reason;   // "stop", "length", "abort", "error"
+  std::string finish_reason;   // "stop", "length", "abort", "error", "tool_calls"
+  std::vector<ToolCall> tool_calls;  // chat: parsed tool calls (a delta: the calls completed in it)
 };
 
 struct Usage {

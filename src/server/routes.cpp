@@ -123,7 +123,9 @@ Mailbox::Outcome Server::Impl::generation(const HttpRequest& req, Endpoint ep) {
     // nlohmann refuses ill-formed UTF-8 inside strings here too (error 101).
     throw ApiError(400, std::string("the body is not valid JSON: ") + e.what(), "", "invalid_json");
   }
-  ApiRequest r = parse_api_request(body, ep, text, opt.api);
+  nlohmann::ordered_json obody;  // chat: key order kept for the chat template (tool schemas)
+  if (ep == Endpoint::Chat) obody = nlohmann::ordered_json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  ApiRequest r = parse_api_request(body, ep, text, opt.api, obody.is_object() ? &obody : nullptr);
   if (!svc.metrics().ready) throw ApiError(503, "the engine is not ready");
 
   auto job = std::make_shared<Job>();
@@ -143,7 +145,14 @@ Mailbox::Outcome Server::Impl::generation(const HttpRequest& req, Endpoint ep) {
   tc.hidden_ids = a.stop_token_ids;
   if (auto eos = text.tokenizer->eos_id()) tc.hidden_ids.push_back(*eos);
   for (int e : svc.eos_ids()) tc.hidden_ids.push_back(e);
-  tc.skip_special = a.skip_special_tokens;
+  // Tool-call markers are special tokens in some vocabularies (Kimi-K2): then the text keeps
+  // special tokens, or the parser would never see a call (as vLLM does for such parsers).
+  bool special_markers = false;
+  for (const auto& m : tool_format_markers(a.tool_format))
+    if (auto id = text.tokenizer->token_to_id(m); id && text.tokenizer->is_special(*id)) special_markers = true;
+  tc.skip_special = a.skip_special_tokens && !special_markers;
+  tc.tool_format = a.tool_format;
+  tc.tools = a.tools;
   tc.logprobs = a.logprobs;
   tc.split_reasoning = ep == Endpoint::Chat;
   tc.starts_in_reasoning = a.starts_in_reasoning;

@@ -377,7 +377,7 @@ void Server::Impl::drain_job(const std::shared_ptr<Job>& jp) {
   const bool stream = job.req.stream, chat = job.req.endpoint == Endpoint::Chat, lp = job.req.logprobs >= 0;
   auto send_delta = [&](const ChoiceResult& d, const std::string& finish) {
     if (!c || !stream) return;
-    if (d.text.empty() && d.reasoning.empty() && d.logprobs.empty() && finish.empty()) return;
+    if (d.text.empty() && d.reasoning.empty() && d.logprobs.empty() && d.tool_calls.empty() && finish.empty()) return;
     json j = chat ? chat_chunk(job.id, job.created, job.req.model, d, lp, finish, false)
                   : completion_chunk(job.id, job.created, job.req.model, d, lp, finish);
     std::string ev = sse_event(j);

@@ -18,6 +18,7 @@ using namespace jinja;
 
 struct ChatTemplate::Impl {
   std::map<std::string, std::unique_ptr<Template>> templates;  // by name; one "default" for a single template
+  std::map<std::string, std::string> sources;                  // their text, by the same names
   std::map<std::string, std::string> special_tokens;
   ScopePtr builtins;  // shared, never written after construction
 };
@@ -51,6 +52,7 @@ ScopePtr make_builtins() {
 ChatTemplate ChatTemplate::from_string(const std::string& source) {
   auto impl = std::make_shared<Impl>();
   impl->templates["default"] = parse_template(source);
+  impl->sources["default"] = source;
   impl->builtins = make_builtins();
   ChatTemplate t;
   t.impl_ = impl;
@@ -59,7 +61,8 @@ ChatTemplate ChatTemplate::from_string(const std::string& source) {
 
 ChatTemplate ChatTemplate::from_file(const std::string& path) {
   auto impl = std::make_shared<Impl>();
-  impl->templates["default"] = parse_named(read_file(path), path);
+  impl->sources["default"] = read_file(path);
+  impl->templates["default"] = parse_named(impl->sources["default"], path);
   impl->builtins = make_builtins();
   ChatTemplate t;
   t.impl_ = impl;
@@ -101,25 +104,33 @@ ChatTemplate ChatTemplate::from_tokenizer_config(const std::string& dir_or_file)
   // Separate template files take priority over the config's chat_template (transformers 5).
   if (!dir.empty()) {
     fs::path main = fs::path(dir) / "chat_template.jinja";
-    if (fs::exists(main)) impl->templates["default"] = parse_named(read_file(main.string()), main.string());
+    if (fs::exists(main)) {
+      impl->sources["default"] = read_file(main.string());
+      impl->templates["default"] = parse_named(impl->sources["default"], main.string());
+    }
     fs::path extra = fs::path(dir) / "additional_chat_templates";
     if (fs::is_directory(extra))
       for (const auto& e : fs::directory_iterator(extra))
-        if (e.path().extension() == ".jinja")
-          impl->templates[e.path().stem().string()] = parse_named(read_file(e.path().string()), e.path().string());
+        if (e.path().extension() == ".jinja") {
+          const std::string name = e.path().stem().string();
+          impl->sources[name] = read_file(e.path().string());
+          impl->templates[name] = parse_named(impl->sources[name], e.path().string());
+        }
   }
   if (impl->templates.empty()) {
     auto it = cfg.find("chat_template");
     STRATA_CHECK(it != cfg.end() && !it->is_null(), config_path + " has no chat_template");
     if (it->is_string()) {
-      impl->templates["default"] = parse_named(it->get<std::string>(), config_path + " chat_template");
+      impl->sources["default"] = it->get<std::string>();
+      impl->templates["default"] = parse_named(impl->sources["default"], config_path + " chat_template");
     } else if (it->is_array()) {
       for (const auto& t : *it) {
         STRATA_CHECK(t.is_object() && t.contains("name") && t["name"].is_string() && t.contains("template") &&
                          t["template"].is_string(),
                      config_path + ": chat_template list entries need string 'name' and 'template'");
         const std::string name = t["name"].get<std::string>();
-        impl->templates[name] = parse_named(t["template"].get<std::string>(), config_path + " chat_template '" + name + "'");
+        impl->sources[name] = t["template"].get<std::string>();
+        impl->templates[name] = parse_named(impl->sources[name], config_path + " chat_template '" + name + "'");
       }
     } else {
       throw Error(config_path + ": chat_template must be a string or a list of named templates");
@@ -140,6 +151,14 @@ std::vector<std::string> ChatTemplate::template_names() const {
   if (!impl_) return names;
   for (const auto& kv : impl_->templates) names.push_back(kv.first);
   return names;
+}
+
+std::string ChatTemplate::source(bool tools) const {
+  if (!impl_ || impl_->sources.empty()) return "";
+  const auto& src = impl_->sources;
+  if (src.size() == 1) return src.begin()->second;
+  if (tools && src.count("tool_use")) return src.at("tool_use");
+  return src.count("default") ? src.at("default") : "";
 }
 
 std::string ChatTemplate::render(const nlohmann::json& messages, const ChatOptions& opt) const {

@@ -50,6 +50,9 @@ class ChatTemplate {
   // bos_token etc. as read from tokenizer_config.json (empty for from_string/from_file).
   const std::map<std::string, std::string>& special_tokens() const;
   std::vector<std::string> template_names() const;  // "default" for a single template
+  // The text of the template render() picks without a template_name (with or without tools);
+  // empty when none. What the tool-call format of a model is read from (server/tool_calls.h).
+  std::string source(bool tools = false) const;
 
  private:
   struct Impl;

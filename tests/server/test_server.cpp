@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <span>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -240,6 +241,51 @@ TEST(OpenAi, ChatRendersTheTemplate) {
             "top_logprobs");
 }
 
+// Tool requests: the template gets what vLLM gives it (arguments as objects in the request's key
+// order, null content as ""), so the prompt is the template's render of that shape; templates
+// that concatenate arguments as strings (DeepSeek-V3) get the strings the client sent.
+TEST(OpenAi, ToolCallsInTheRequestReachTheTemplate) {
+  using ojson = nlohmann::ordered_json;
+  const std::string body = R"({"model":"tiny","messages":[{"role":"user","content":"weather?"},
+      {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+        "function":{"name":"get_weather","arguments":"{\"unit\": \"c\", \"city\": \"Zürich\"}"}}]},
+      {"role":"tool","tool_call_id":"c1","content":"cold"}],
+      "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object",
+        "properties":{"unit":{"type":"string"},"city":{"type":"string"}}}}}]})";
+  const ojson ob = ojson::parse(body);
+  ojson msgs = ob["messages"];
+  msgs[1]["content"] = "";
+  msgs[1]["tool_calls"][0]["function"]["arguments"] = ojson::parse(R"({"unit": "c", "city": "Zürich"})");
+  ChatOptions opt;
+  opt.add_generation_prompt = true;
+  opt.tools = ob["tools"];
+  ApiLimits lim = limits();
+  lim.max_context = 4096;
+  auto r = parse_api_request(json::parse(body), Endpoint::Chat, tiny(), lim, &ob);
+  EXPECT_EQ(tiny().tokenizer->decode(r.prompts[0]), tiny().render_chat(msgs, opt));
+  EXPECT_EQ(r.tool_format, ToolFormat::Hermes);
+  // tool_choice "none": the same prompt, no parsing.
+  ojson none = ob;
+  none["tool_choice"] = "none";
+  auto rn = parse_api_request(json::parse(none.dump()), Endpoint::Chat, tiny(), lim, &none);
+  EXPECT_EQ(rn.prompts[0], r.prompts[0]);
+  EXPECT_EQ(rn.tool_format, ToolFormat::None);
+
+  static ModelText ds = load_model_text(test::fixtures_dir() + "/tokenizers/deepseek_v3");
+  ojson two = ojson::parse(R"([{"role":"user","content":"q"},{"role":"assistant","content":null,"tool_calls":[
+      {"type":"function","function":{"name":"f","arguments":"{\"b\": 1, \"a\": 2}"}},
+      {"type":"function","function":{"name":"g","arguments":"{}"}}]}])");
+  ojson dreq = {{"messages", two}, {"tools", ob["tools"]}, {"max_tokens", 2}};
+  ApiLimits big = limits();
+  big.max_context = 4096;
+  big.vocab_size = 1 << 20;
+  auto rd = parse_api_request(json::parse(dreq.dump()), Endpoint::Chat, ds, big, &dreq);
+  two[1]["content"] = "";  // as passed, with the arguments as sent
+  opt.tools = ob["tools"];
+  EXPECT_EQ(ds.tokenizer->decode(rd.prompts[0]), ds.render_chat(two, opt));
+  EXPECT_EQ(rd.tool_format, ToolFormat::DeepSeekV31);
+}
+
 // Mutated requests (seeded): the parser and the API mapping only ever answer with a status or an
 // ApiError; nothing else escapes, nothing hangs, and a Complete request never claims more bytes
 // than it was given.
@@ -375,6 +421,98 @@ TEST(ChoiceText, ReasoningSplitAndHiddenEos) {
     all += dd.text;
   }
   EXPECT_EQ(all, "Let me think.Ahoy!");
+}
+
+// Tool calls through the per-choice stream and the response JSON. The oracle is a round trip: the
+// model's own chat template (Qwen3, Hermes-style calls; its rendering is checked against jinja2 in
+// tests/tokenizer) renders an assistant turn with tool calls; its tokens, generated one by one,
+// must come back as the same calls, whole (non-streaming) and as deltas (streaming).
+TEST(ChoiceText, ToolCallsRoundTripThroughTheChatTemplate) {
+  using ojson = nlohmann::ordered_json;
+  const ojson calls = ojson::parse(R"([
+      {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 2}}},
+      {"id": "c2", "type": "function", "function": {"name": "search",
+        "arguments": {"query": "东京 🐋", "filter": {"and": [{"y": 2020}, [true, null, 2.5]]}}}}])");
+  const ojson user = ojson::array({{{"role", "user"}, {"content", "weather?"}}});
+  ojson conv = user;
+  conv.push_back({{"role", "assistant"}, {"content", ""}, {"tool_calls", calls}});  // null arrives as ""
+  ChatOptions gen;
+  gen.add_generation_prompt = true;
+  const std::string prefix = tiny().render_chat(user, gen);
+  const std::string full = tiny().render_chat(conv, ChatOptions{});
+  ASSERT_EQ(full.compare(0, prefix.size(), prefix), 0);
+  std::string turn = full.substr(prefix.size());
+  turn = turn.substr(0, turn.find("<|im_end|>"));
+  ASSERT_NE(turn.find("<tool_call>"), std::string::npos) << turn;
+
+  TextConfig tc;
+  tc.tok = tiny().tokenizer;
+  tc.split_reasoning = true;
+  tc.tool_format = detect_tool_format(tiny().chat_template.source(true));
+  ASSERT_EQ(tc.tool_format, ToolFormat::Hermes);
+  ChoiceStream s(tc, {}, 0);
+  std::vector<ToolCall> streamed;
+  std::string content;
+  std::vector<json> chunks;
+  for (int id : ids_of(turn)) {
+    ChoiceResult d;
+    s.push(tok(id), d);
+    content += d.text;
+    for (const auto& c : d.tool_calls) streamed.push_back(c);
+    if (!d.tool_calls.empty()) chunks.push_back(chat_chunk("id", 0, "m", d, false, "", false));
+  }
+  GenerationEvent fin;
+  fin.finished = true;
+  fin.reason = FinishReason::Stop;
+  ChoiceResult last;
+  s.finish(fin, last);
+  EXPECT_EQ(last.finish_reason, "tool_calls");
+  EXPECT_EQ(content, "");
+  ASSERT_EQ(s.total().tool_calls.size(), calls.size());
+  ASSERT_EQ(streamed.size(), calls.size());
+  for (size_t i = 0; i < calls.size(); i++) {
+    const ToolCall& c = s.total().tool_calls[i];
+    EXPECT_EQ(c.index, int(i));
+    EXPECT_EQ(c.name, calls[i]["function"]["name"]);
+    EXPECT_EQ(ojson::parse(c.arguments), calls[i]["function"]["arguments"]);  // values and key order
+    EXPECT_EQ(streamed[i].id, c.id);
+    EXPECT_EQ(c.id.rfind("call_", 0), 0u);
+  }
+  json resp = chat_response("id", 0, "m", {s.total()}, Usage{}, false);
+  const json& msg = resp["choices"][0]["message"];
+  EXPECT_TRUE(msg["content"].is_null());
+  EXPECT_EQ(resp["choices"][0]["finish_reason"], "tool_calls");
+  ASSERT_EQ(msg["tool_calls"].size(), calls.size());
+  EXPECT_EQ(msg["tool_calls"][1]["type"], "function");
+  EXPECT_EQ(msg["tool_calls"][1]["function"]["name"], "search");
+  EXPECT_EQ(ojson::parse(msg["tool_calls"][1]["function"]["arguments"].get<std::string>()),
+            calls[1]["function"]["arguments"]);
+  ASSERT_FALSE(chunks.empty());
+  const json& dc = chunks[0]["choices"][0]["delta"]["tool_calls"][0];
+  EXPECT_EQ(dc["index"], 0);
+  EXPECT_EQ(dc["type"], "function");
+  EXPECT_EQ(dc["function"]["name"], "get_weather");
+
+  // Cut by max_tokens inside the second call: the first call stands, the rest is plain text.
+  const std::vector<int> ids = ids_of(turn);
+  ChoiceStream cut(tc, {}, 0);
+  const size_t second = turn.rfind("<tool_call>");
+  std::string cut_content;
+  for (size_t n = 0; n < ids.size(); n++) {
+    ChoiceResult d;
+    cut.push(tok(ids[n]), d);
+    cut_content += d.text;
+    if (tiny().tokenizer->decode(std::span<const int>(ids.data(), n + 1), false).size() > second + 30) break;
+  }
+  GenerationEvent len;
+  len.finished = true;
+  len.reason = FinishReason::Length;
+  ChoiceResult d;
+  cut.finish(len, d);
+  cut_content += d.text;
+  EXPECT_EQ(cut.total().finish_reason, "length");
+  ASSERT_EQ(cut.total().tool_calls.size(), 1u);
+  EXPECT_NE(cut_content.find("<tool_call>\n{\"name\": \"search\""), std::string::npos) << cut_content;
 }
 
 TEST(Metrics, HistogramIsCumulativeAndEngineGaugesShow) {

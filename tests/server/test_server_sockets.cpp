@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "server/server.h"
+#include "tokenizer/model_text.h"
 #include "test_util.h"
 
 namespace strata::server {
@@ -90,10 +91,11 @@ class FakeService final : public GenerationService {
             for (int k = 0; k < r.g.top_logprobs; k++) ev.top.push_back({5 + k, -1.f - k});
             out.emplace_back(r.sink, ev);
           }
-          if (r.aborted || r.produced >= r.g.max_tokens) {
+          const bool eos = !r.aborted && ev.token == 2;  // a script may end its turn
+          if (r.aborted || eos || r.produced >= r.g.max_tokens) {
             GenerationEvent fin;
             fin.finished = true;
-            fin.reason = r.aborted ? FinishReason::Abort : FinishReason::Length;
+            fin.reason = r.aborted ? FinishReason::Abort : eos ? FinishReason::Stop : FinishReason::Length;
             fin.stats.prompt_tokens = int(r.g.prompt.size());
             fin.stats.completion_tokens = r.produced;
             if (r.aborted) aborts++;
@@ -127,13 +129,13 @@ struct Running {
   std::thread th;
   int port = 0;
   std::vector<int> script;
-  explicit Running(ServerOptions o = {}) {
-    script = tiny().tokenizer->encode(" the whale", false);
+  explicit Running(ServerOptions o = {}, std::vector<int> script_ = {}, int max_context = 256) {
+    script = script_.empty() ? tiny().tokenizer->encode(" the whale", false) : std::move(script_);
     svc = std::make_unique<FakeService>(script);
     o.host = "127.0.0.1";
     o.port = 0;
     o.api.model_names = {"tiny"};
-    o.api.max_context = 256;
+    o.api.max_context = max_context;
     o.api.vocab_size = 512;
     o.log_requests = false;
     srv = std::make_unique<Server>(o, *svc, tiny());
@@ -400,6 +402,80 @@ TEST(ServerSockets, StopDrainsInFlightStreams) {
   EXPECT_EQ(s->svc->aborts.load(), 0);
   s->th.join();  // run() returned by itself after the drain
   s->th = std::thread([] {});
+}
+
+// Tool calls over HTTP: the fake engine "generates" the Qwen3 template's own rendering of an
+// assistant turn with two tool calls (then eos); the reply must carry those calls, non-streamed
+// (message.tool_calls, content null, finish_reason "tool_calls") and streamed (delta.tool_calls).
+TEST(ServerSockets, ToolCallsNonStreamedAndStreamed) {
+  using ojson = nlohmann::ordered_json;
+  const ojson calls = ojson::parse(R"([
+      {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 2}}},
+      {"type": "function", "function": {"name": "search", "arguments": {"query": "q", "filter": {"a": [1, null]}}}}])");
+  const ojson user = ojson::array({{{"role", "user"}, {"content", "weather?"}}});
+  ojson conv = user;
+  conv.push_back({{"role", "assistant"}, {"content", "Checking."}, {"tool_calls", calls}});
+  ChatOptions gen;
+  gen.add_generation_prompt = true;
+  const std::string prefix = tiny().render_chat(user, gen);
+  std::string turn = tiny().render_chat(conv, ChatOptions{}).substr(prefix.size());
+  turn = turn.substr(0, turn.find("<|im_end|>"));
+  std::vector<int> script = tiny().tokenizer->encode(turn, false);
+  script.push_back(2);  // eos
+  // The content the template wrote (after its empty <think></think>, before the calls).
+  const std::string after = turn.substr(turn.find("</think>") + 8);
+  const std::string content_want = after.substr(0, after.find("Checking.") + 9);
+  Running s({}, script, 2048);
+  const std::string tools =
+      R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{}}}},
+          {"type":"function","function":{"name":"search","parameters":{"type":"object","properties":{}}}}])";
+  const std::string req = R"({"model":"tiny","messages":[{"role":"user","content":"weather?"}],"max_tokens":500,"tools":)" +
+                          tools;
+  auto check_calls = [&](const json& got) {
+    ASSERT_EQ(got.size(), calls.size()) << got.dump();
+    for (size_t i = 0; i < calls.size(); i++) {
+      EXPECT_EQ(got[i]["type"], "function");
+      EXPECT_EQ(got[i]["id"].get<std::string>().rfind("call_", 0), 0u);
+      EXPECT_EQ(got[i]["function"]["name"], calls[i]["function"]["name"]);
+      EXPECT_EQ(ojson::parse(got[i]["function"]["arguments"].get<std::string>()), calls[i]["function"]["arguments"]);
+    }
+  };
+  std::string r = roundtrip(s.port, post("/v1/chat/completions", req + "}"));
+  ASSERT_EQ(status_of(r), 200) << r;
+  json j = json::parse(body_of(r));
+  const json& msg = j["choices"][0]["message"];
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
+  EXPECT_EQ(msg["content"], content_want);
+  check_calls(msg["tool_calls"]);
+
+  // tool_choice "none": the same text, nothing parsed.
+  r = roundtrip(s.port, post("/v1/chat/completions", req + R"(,"tool_choice":"none"})"));
+  j = json::parse(body_of(r));
+  EXPECT_FALSE(j["choices"][0]["message"].contains("tool_calls"));
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_NE(j["choices"][0]["message"]["content"].get<std::string>().find("<tool_call>"), std::string::npos);
+
+  int fd = connect_to(s.port);
+  send_all(fd, post("/v1/chat/completions", req + R"(,"stream":true})"));
+  std::string sse = read_until(fd, [](const std::string& b) { return b.find("data: [DONE]") != std::string::npos; },
+                               5000ms);
+  close(fd);
+  json streamed = json::array();
+  std::string content, finish;
+  for (size_t p = sse.find("data: {"); p != std::string::npos; p = sse.find("data: {", p + 1)) {
+    json ev = json::parse(sse.substr(p + 6, sse.find('\n', p) - p - 6));
+    const json& c = ev["choices"][0];
+    if (c["delta"].contains("content")) content += c["delta"]["content"].get<std::string>();
+    if (c["delta"].contains("tool_calls"))
+      for (const auto& tc : c["delta"]["tool_calls"]) {
+        EXPECT_EQ(tc["index"], streamed.size());
+        streamed.push_back(tc);
+      }
+    if (!c["finish_reason"].is_null()) finish = c["finish_reason"];
+  }
+  EXPECT_EQ(content, content_want);
+  EXPECT_EQ(finish, "tool_calls");
+  check_calls(streamed);
 }
 
 }  // namespace

@@ -204,6 +204,26 @@ def conversations():
                                       call("search", {"query": "ünïcode", "top_k": 3}, as_string=True, cid="call_2")]},
                                   {"role": "tool", "content": "result one", "tool_call_id": "call_1"},
                                   {"role": "tool", "content": "result two", "tool_call_id": "call_2"}],
+        # What `strata serve` passes for OpenAI tool calls (as vLLM does): arguments decoded to
+        # objects, null content as "", tool results with tool_call_id; several calls, unicode, nested JSON.
+        "tool_calls_api_shape": [sys_msg, {"role": "user", "content": "Weather in Zürich and 東京, then search."},
+                                 {"role": "assistant", "content": "", "tool_calls": [
+                                     call("get_weather", {"city": "Zürich", "unit": "celsius"}, cid="call_a"),
+                                     call("get_weather", {"city": "東京", "days": 3}, cid="call_b"),
+                                     call("search", {"query": "nested", "filter": {"and": [{"y": 2020}, {"or": [
+                                         None, True, 2.5, "«q»"]}], "meta": {}}}, cid="call_c")]},
+                                 {"role": "tool", "content": "{\"temp\": 3}", "tool_call_id": "call_a"},
+                                 {"role": "tool", "content": "晴れ 🌞", "tool_call_id": "call_b"},
+                                 {"role": "tool", "content": "", "tool_call_id": "call_c"},
+                                 {"role": "assistant", "content": "Cold in Zürich, sunny in 東京."},
+                                 {"role": "user", "content": "And tomorrow?"}],
+        "tool_calls_two_rounds": [{"role": "user", "content": "Plan a trip"},
+                                  {"role": "assistant", "content": "Checking the weather first.", "tool_calls": [
+                                      call("get_weather", {"city": "Rome"}, cid="c1")]},
+                                  {"role": "tool", "content": "warm", "tool_call_id": "c1", "name": "get_weather"},
+                                  {"role": "assistant", "content": "", "tool_calls": [
+                                      call("search", {"query": "Rome hotels", "top_k": 5}, cid="c2")]},
+                                  {"role": "tool", "content": "Hotel A\nHotel B", "tool_call_id": "c2"}],
         "tool_then_user": [{"role": "user", "content": "weather?"},
                            {"role": "assistant", "content": None, "tool_calls": [call("get_weather", {"city": "Oslo"})]},
                            {"role": "tool", "content": "cold"},
