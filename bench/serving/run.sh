@@ -9,9 +9,10 @@
 # Usage: bash bench/serving/run.sh [--quick] [--no-peer] [--no-moe]
 #   --quick: fewer requests per point (smoke run)
 # Env: THREADS (2), CTX (8192), PROMPT_TOKENS (256), MAX_TOKENS (64), CONCURRENCY ("1 2 4"),
-#      RATE (Poisson req/s, 1.0; empty: none), N_PER_SLOT (requests per concurrency slot, 6),
+#      RATE (Poisson req/s; auto: half the slower server's req/s at c=1; empty: no Poisson point),
+#      N_PER_SLOT (requests per concurrency slot, 4; the Poisson point sends 3x that),
 #      STRATA_OMP_WAIT (OMP_WAIT_POLICY of the Strata server, passive), MOE_MODEL (qwen3_moe_int4 fixture),
-#      JOBS (build jobs, 2), WORK (llama.cpp build dir, /tmp/strata-llamacpp).
+#      JOBS (build jobs, 2), WORK (llama.cpp build dir, /tmp/strata-llamacpp), STRATA_BIN (use this binary, no build).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -20,8 +21,8 @@ CTX="${CTX:-8192}"
 PROMPT_TOKENS="${PROMPT_TOKENS:-256}"
 MAX_TOKENS="${MAX_TOKENS:-64}"
 CONCURRENCY="${CONCURRENCY:-1 2 4}"
-RATE="${RATE-1.0}"
-N_PER_SLOT="${N_PER_SLOT:-6}"
+RATE="${RATE-auto}"
+N_PER_SLOT="${N_PER_SLOT:-4}"
 STRATA_OMP_WAIT="${STRATA_OMP_WAIT:-passive}"
 FIXTURES="${STRATA_FIXTURES_DIR:-$ROOT/../shared/fixtures}"
 MOE_MODEL="${MOE_MODEL:-$FIXTURES/models/qwen3_moe_int4}"
@@ -39,6 +40,7 @@ done
 [ "$QUICK" = 1 ] && N_PER_SLOT=2
 RES="$ROOT/bench/results/serving"
 mkdir -p "$RES"
+rm -f "$RES"/*.json "$RES"/commands.txt "$RES"/strata-metrics.txt
 LOGDIR="$(mktemp -d /tmp/strata-serving.XXXXXX)"
 T_START=$(date +%s)
 PIDS=()
@@ -47,9 +49,13 @@ trap cleanup EXIT
 
 # --- builds and model
 MODEL="$(bash scripts/fetch_model.sh)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$JOBS" --target strata >/dev/null
-STRATA="$ROOT/build/strata"
+if [ -n "${STRATA_BIN:-}" ]; then
+  STRATA="$STRATA_BIN"  # a prebuilt binary (no build)
+else
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build -j"$JOBS" --target strata >/dev/null
+  STRATA="$ROOT/build/strata"
+fi
 if [ "$PEER" = 1 ]; then
   LBIN="$(JOBS="$JOBS" bash bench/llamacpp/build.sh llama-server)"
   LLAMA_VERSION="$("$LBIN/llama-server" --version 2>&1 | tr '\n' ' ' | sed 's/  */ /g')"
@@ -108,8 +114,18 @@ for c in $CONCURRENCY; do
   run_point strata "http://127.0.0.1:$SP" "c$c" -n "$n" -c "$c" --seed "$c"
   [ "$PEER" = 1 ] && run_point llama-server "http://127.0.0.1:$LP" "c$c" -n "$n" -c "$c" --seed "$c"
 done
+if [ "$RATE" = auto ]; then
+  # Below capacity on this machine today: half the slower server's closed-loop rate at c=1.
+  RATE=$(python3 - "$RES" <<'PY'
+import glob, json, sys
+r = [json.load(open(p))["summary"]["requests_per_s"] for p in glob.glob(sys.argv[1] + "/*-c1.json")]
+r = [x for x in r if x]
+print(f"{0.5 * min(r):.3f}" if r else "0.2")
+PY
+)
+fi
 if [ -n "$RATE" ]; then
-  n=$((4 * N_PER_SLOT))
+  n=$((3 * N_PER_SLOT))
   run_point strata "http://127.0.0.1:$SP" "poisson" -n "$n" --rate "$RATE" --seed 99
   [ "$PEER" = 1 ] && run_point llama-server "http://127.0.0.1:$LP" "poisson" -n "$n" --rate "$RATE" --seed 99
 fi
