@@ -79,10 +79,10 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 STRATA_CMD=(env OMP_NUM_THREADS="$THREADS" OMP_WAIT_POLICY="$STRATA_OMP_WAIT" "$STRATA" serve --model "$MODEL"
             --ctx "$CTX" --request-timeout 600 --quiet)
-LLAMA_CMD=("${LBIN:-llama-server}" -m "$MODEL" -t "$THREADS" -tb "$THREADS" -c "$CTX" -np 4 --kv-unified --no-webui
+LLAMA_CMD=("${LBIN:-.}/llama-server" -m "$MODEL" -t "$THREADS" -tb "$THREADS" -c "$CTX" -np 4 --kv-unified --no-webui
            --log-disable)
 COMMON=(--prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" --ignore-eos --warmup 2)
-echo "$LOGDIR" > "$RES/logdir.txt"
+echo "strata-serving logs: $LOGDIR" >&2
 : > "$RES/commands.txt"
 
 # --- part 1: Strata vs llama-server, both servers up, load points alternated between them
