@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--threads", default="2")
     ap.add_argument("--ctx", default="?")
     ap.add_argument("--llama-version", default="?")
-    ap.add_argument("--strata-omp-wait", default="?")
+    ap.add_argument("--omp-wait", default="?")
     ap.add_argument("--runtime-s", default="?")
     a = ap.parse_args()
     R = a.results
@@ -66,8 +66,8 @@ def main():
              f"context {a.ctx}, greedy (temperature 0), `ignore_eos: true` (so every request generates max_tokens; "
              f"the actual counts from `usage` are in the `out tok/req` column), distinct raw-text slices of "
              f"moby-dick.txt as prompts on `/v1/completions`, streamed with `stream_options.include_usage`. "
-             f"Strata runs with OMP_WAIT_POLICY={a.strata_omp_wait} (as its tests do on 2 cores: spinning "
-             f"OpenMP workers starve the HTTP threads). llama-server runs 4 slots (`-np 4 --kv-unified`), "
+             f"Both servers run with OMP_WAIT_POLICY={a.omp_wait} (both use libgomp; Strata's tests do the same "
+             f"on 2 cores: spinning OpenMP workers starve the HTTP threads and collapse when other jobs share the cores). llama-server runs 4 slots (`-np 4 --kv-unified`), "
              f"Strata its default chunked scheduler (512 step tokens, max 64 running).")
     L.append("")
     L.append("TTFT: send to first streamed text chunk. TBT: gaps between consecutive text chunks of a request "
@@ -119,6 +119,9 @@ def main():
     if moe:
         cfg = {sc: next(iter(v.values()))["config"] for sc, v in moe.items()}
         L.append(f"## Layered vs chunked prefill: `{os.path.basename(a.moe_model.rstrip('/'))}` fixture (MoE)")
+        L.append("")
+        when = max(os.path.getmtime(p) for p in glob.glob(os.path.join(R, "moe-*.json")))
+        L.append(f"Measured {datetime.datetime.utcfromtimestamp(when):%Y-%m-%d %H:%M} UTC.")
         L.append("")
         L.append("`bench/serving/mixed.py`, two scenarios on a fresh `strata serve` per policy "
                  "(`--scheduler chunked`: 512 step tokens; `--scheduler layered`: its default budget, layer groups "

@@ -11,7 +11,8 @@
 # Env: THREADS (2), CTX (8192), PROMPT_TOKENS (256), MAX_TOKENS (64), CONCURRENCY ("1 2 4"),
 #      RATE (Poisson req/s; auto: half the slower server's req/s at c=1; empty: no Poisson point),
 #      N_PER_SLOT (requests per concurrency slot, 4; the Poisson point sends 3x that),
-#      STRATA_OMP_WAIT (OMP_WAIT_POLICY of the Strata server, passive), MOE_MODEL (qwen3_moe_int4 fixture),
+#      OMP_WAIT (OMP_WAIT_POLICY of both servers, passive: both use libgomp; spinning workers
+#      starve the HTTP threads and collapse under other load on a small shared box), MOE_MODEL (qwen3_moe_int4 fixture),
 #      JOBS (build jobs, 2), WORK (llama.cpp build dir, /tmp/strata-llamacpp), STRATA_BIN (use this binary, no build).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -23,7 +24,7 @@ MAX_TOKENS="${MAX_TOKENS:-64}"
 CONCURRENCY="${CONCURRENCY:-1 2 4}"
 RATE="${RATE-auto}"
 N_PER_SLOT="${N_PER_SLOT:-4}"
-STRATA_OMP_WAIT="${STRATA_OMP_WAIT:-passive}"
+OMP_WAIT="${OMP_WAIT:-passive}"
 FIXTURES="${STRATA_FIXTURES_DIR:-$ROOT/../shared/fixtures}"
 MOE_MODEL="${MOE_MODEL:-$FIXTURES/models/qwen3_moe_int4}"
 JOBS="${JOBS:-2}"
@@ -40,7 +41,8 @@ done
 [ "$QUICK" = 1 ] && N_PER_SLOT=2
 RES="$ROOT/bench/results/serving"
 mkdir -p "$RES"
-rm -f "$RES"/*.json "$RES"/commands.txt "$RES"/strata-metrics.txt
+rm -f "$RES"/strata-*.json "$RES"/llama-server-*.json "$RES"/strata-metrics.txt
+[ "$MOE" = 1 ] && rm -f "$RES"/moe-*.json
 LOGDIR="$(mktemp -d /tmp/strata-serving.XXXXXX)"
 T_START=$(date +%s)
 PIDS=()
@@ -77,13 +79,15 @@ stop() {  # pid
 }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-STRATA_CMD=(env OMP_NUM_THREADS="$THREADS" OMP_WAIT_POLICY="$STRATA_OMP_WAIT" "$STRATA" serve --model "$MODEL"
+STRATA_CMD=(env OMP_NUM_THREADS="$THREADS" OMP_WAIT_POLICY="$OMP_WAIT" "$STRATA" serve --model "$MODEL"
             --ctx "$CTX" --request-timeout 600 --quiet)
-LLAMA_CMD=("${LBIN:-.}/llama-server" -m "$MODEL" -t "$THREADS" -tb "$THREADS" -c "$CTX" -np 4 --kv-unified --no-webui
+LLAMA_CMD=(env OMP_WAIT_POLICY="$OMP_WAIT" "${LBIN:-.}/llama-server" -m "$MODEL" -t "$THREADS" -tb "$THREADS" -c "$CTX" -np 4 --kv-unified --no-webui
            --log-disable)
 COMMON=(--prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" --ignore-eos --warmup 2)
 echo "strata-serving logs: $LOGDIR" >&2
+grep "^moe\|mixed.py" "$RES/commands.txt" > "$LOGDIR/moe-commands.txt" 2>/dev/null || true
 : > "$RES/commands.txt"
+[ "$MOE" = 1 ] || cat "$LOGDIR/moe-commands.txt" >> "$RES/commands.txt"
 
 # --- part 1: Strata vs llama-server, both servers up, load points alternated between them
 SP=$(free_port)
@@ -139,7 +143,7 @@ stop "$SPID"
 if [ "$MOE" = 1 ]; then
   for policy in chunked layered; do
     MP=$(free_port)
-    MOE_CMD=(env OMP_NUM_THREADS="$THREADS" OMP_WAIT_POLICY="$STRATA_OMP_WAIT" "$STRATA" serve --model "$MOE_MODEL"
+    MOE_CMD=(env OMP_NUM_THREADS="$THREADS" OMP_WAIT_POLICY="$OMP_WAIT" "$STRATA" serve --model "$MOE_MODEL"
              --scheduler "$policy" --ctx 32768 --request-timeout 600 --quiet)
     "${MOE_CMD[@]}" --port "$MP" > "$LOGDIR/moe-$policy.log" 2>&1 &
     MPID=$!; PIDS+=("$MPID")
@@ -166,6 +170,6 @@ fi
 # --- report
 python3 bench/serving/report.py --results "$RES" --out bench/results/serving.md \
   --model "$MODEL" --moe-model "$MOE_MODEL" --threads "$THREADS" --ctx "$CTX" \
-  --llama-version "${LLAMA_VERSION:-not run}" --strata-omp-wait "$STRATA_OMP_WAIT" \
+  --llama-version "${LLAMA_VERSION:-not run}" --omp-wait "$OMP_WAIT" \
   --runtime-s "$(( $(date +%s) - T_START ))"
 cat bench/results/serving.md
