@@ -4,14 +4,14 @@
 # continuation prompts on /v1/completions (streamed), measured by bench/serving/loadgen.py at
 # fixed concurrency 1, 2, 4 and at a Poisson rate; then Strata's chunked vs layered prefill on an
 # MoE fixture (bench/serving/mixed.py: long decodes running while long prompts arrive).
-# Writes bench/results/serving.md (and the raw JSON under bench/results/serving/).
+# Writes bench/results/$RESULTS_NAME.md (default serving; raw JSON under bench/results/$RESULTS_NAME/).
 #
 # Usage: bash bench/serving/run.sh [--quick] [--no-peer] [--no-moe]
 #   --quick: fewer requests per point (smoke run)
 # Env: THREADS (2), CTX (8192), PROMPT_TOKENS (256), MAX_TOKENS (64), CONCURRENCY ("1 2 4"),
 #      RATE (Poisson req/s; auto: half the slower server's req/s at c=1; empty: no Poisson point),
 #      N_PER_SLOT (requests per concurrency slot, 4; the Poisson point sends 3x that),
-#      OMP_WAIT (OMP_WAIT_POLICY of both servers, passive: both use libgomp; spinning workers
+#      RESULTS_NAME (serving), OMP_WAIT (OMP_WAIT_POLICY of both servers; "default" leaves it unset; passive: both use libgomp; spinning workers
 #      starve the HTTP threads and collapse under other load on a small shared box), MOE_MODEL (qwen3_moe_int4 fixture),
 #      JOBS (build jobs, 2), WORK (llama.cpp build dir, /tmp/strata-llamacpp), STRATA_BIN (use this binary, no build).
 set -euo pipefail
@@ -25,6 +25,7 @@ CONCURRENCY="${CONCURRENCY:-1 2 4}"
 RATE="${RATE-auto}"
 N_PER_SLOT="${N_PER_SLOT:-4}"
 OMP_WAIT="${OMP_WAIT:-passive}"
+if [ "$OMP_WAIT" = default ]; then OMPENV=(-u OMP_WAIT_POLICY); else OMPENV=(OMP_WAIT_POLICY="$OMP_WAIT"); fi
 FIXTURES="${STRATA_FIXTURES_DIR:-$ROOT/../shared/fixtures}"
 MOE_MODEL="${MOE_MODEL:-$FIXTURES/models/qwen3_moe_int4}"
 JOBS="${JOBS:-2}"
@@ -39,7 +40,8 @@ for arg in "$@"; do
   esac
 done
 [ "$QUICK" = 1 ] && N_PER_SLOT=2
-RES="$ROOT/bench/results/serving"
+NAME="${RESULTS_NAME:-serving}"
+RES="$ROOT/bench/results/$NAME"
 mkdir -p "$RES"
 rm -f "$RES"/strata-*.json "$RES"/llama-server-*.json "$RES"/strata-metrics.txt
 [ "$MOE" = 1 ] && rm -f "$RES"/moe-*.json
@@ -79,9 +81,9 @@ stop() {  # pid
 }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-STRATA_CMD=(env OMP_NUM_THREADS="$THREADS" OMP_WAIT_POLICY="$OMP_WAIT" "$STRATA" serve --model "$MODEL"
+STRATA_CMD=(env "${OMPENV[@]}" OMP_NUM_THREADS="$THREADS" "$STRATA" serve --model "$MODEL"
             --ctx "$CTX" --request-timeout 600 --quiet)
-LLAMA_CMD=(env OMP_WAIT_POLICY="$OMP_WAIT" "${LBIN:-.}/llama-server" -m "$MODEL" -t "$THREADS" -tb "$THREADS" -c "$CTX" -np 4 --kv-unified --no-webui
+LLAMA_CMD=(env "${OMPENV[@]}" "${LBIN:-.}/llama-server" -m "$MODEL" -t "$THREADS" -tb "$THREADS" -c "$CTX" -np 4 --kv-unified --no-webui
            --log-disable)
 COMMON=(--prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" --ignore-eos --warmup 2)
 echo "strata-serving logs: $LOGDIR" >&2
@@ -143,7 +145,7 @@ stop "$SPID"
 if [ "$MOE" = 1 ]; then
   for policy in chunked layered; do
     MP=$(free_port)
-    MOE_CMD=(env OMP_NUM_THREADS="$THREADS" OMP_WAIT_POLICY="$OMP_WAIT" "$STRATA" serve --model "$MOE_MODEL"
+    MOE_CMD=(env "${OMPENV[@]}" OMP_NUM_THREADS="$THREADS" "$STRATA" serve --model "$MOE_MODEL"
              --scheduler "$policy" --ctx 32768 --request-timeout 600 --quiet)
     "${MOE_CMD[@]}" --port "$MP" > "$LOGDIR/moe-$policy.log" 2>&1 &
     MPID=$!; PIDS+=("$MPID")
@@ -168,8 +170,8 @@ PY
 fi
 
 # --- report
-python3 bench/serving/report.py --results "$RES" --out bench/results/serving.md \
+python3 bench/serving/report.py --results "$RES" --out "bench/results/$NAME.md" \
   --model "$MODEL" --moe-model "$MOE_MODEL" --threads "$THREADS" --ctx "$CTX" \
   --llama-version "${LLAMA_VERSION:-not run}" --omp-wait "$OMP_WAIT" \
   --runtime-s "$(( $(date +%s) - T_START ))"
-cat bench/results/serving.md
+cat "bench/results/$NAME.md"
