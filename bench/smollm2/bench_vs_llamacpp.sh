@@ -7,7 +7,7 @@
 #  2. speed, llama-bench style: pp512 (one 512-token batch) and tg128 (128 single-token steps)
 #     on THREADS threads (default 2), as ratios Strata / llama.cpp.
 # llama.cpp comes from PyPI: the llama-cpp-python sdist (pip download, built from source here);
-# its vendored llama.cpp tools are built with CMake into $WORK. Nothing of it is committed.
+# its vendored llama.cpp tools are built with CMake into $WORK by bench/llamacpp/build.sh. Nothing of it is committed.
 # Usage: bash bench/smollm2/bench_vs_llamacpp.sh [--quick | --speed-only]
 #   --quick: 10 chunks instead of 195; --speed-only: part 2 only (bench/results/smollm2_speed.md)
 # Results: a markdown table on stdout (also written to bench/results/smollm2_vs_llamacpp.md).
@@ -27,18 +27,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target strata >/dev/null
 STRATA="$ROOT/build/strata"
 
-# --- llama.cpp from the PyPI sdist
-mkdir -p "$WORK"
-SRC="$WORK/llama_cpp_python-$LLAMA_CPP_PYTHON/vendor/llama.cpp"
-if [ ! -x "$SRC/build/bin/llama-perplexity" ] || [ ! -x "$SRC/build/bin/llama-bench" ] || [ ! -x "$SRC/build/bin/llama-tokenize" ]; then
-  if [ ! -d "$SRC" ]; then
-    python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$WORK" >&2
-    tar -xzf "$WORK/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz" -C "$WORK"
-  fi
-  cmake -S "$SRC" -B "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DGGML_NATIVE=ON >/dev/null
-  cmake --build "$SRC/build" -j"$(nproc)" --target llama-perplexity llama-bench llama-tokenize >&2
-fi
-BIN="$SRC/build/bin"
+# --- llama.cpp from the PyPI sdist (bench/llamacpp/build.sh: fetch once, build the tools)
+BIN="$(WORK="$WORK" LLAMA_CPP_PYTHON="$LLAMA_CPP_PYTHON" bash bench/llamacpp/build.sh llama-perplexity llama-bench llama-tokenize)"
 
 # --- 2. speed (first: the quickest part, and the one a loaded machine disturbs most)
 LB=$("$BIN/llama-bench" -m "$MODEL" -t "$THREADS" -p 512 -n 128 -r 3 -o json 2>/dev/null)
