@@ -12,14 +12,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "serving"))
 import loadgen as lg  # noqa: E402
 
-failures = []
-T0 = time.time()
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, flush=True)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from strata_checks import check, finish  # noqa: E402
 
 
 def close(a, b, tol=1e-9):
@@ -141,7 +135,4 @@ dead.run(r, "x", 4)
 check(not r.ok and r.end is not None, f"refused {r.error}")
 srv.shutdown()
 
-print(f"test_loadgen: {time.time() - T0:.2f}s", flush=True)
-if failures:
-    sys.exit(1)
-print("ok")
+finish("test_loadgen")

@@ -23,15 +23,8 @@ BIN = os.environ["STRATA_BINARY"]
 MODEL = os.path.join(os.environ["STRATA_FIXTURES_DIR"], "models", "qwen3_moe")
 KEY = "test-key-0123456789"
 CTX = 8192  # long enough that a disconnected stream is still running when it is closed
-failures = []
-T0 = time.time()
-LOGS = []  # server logs, removed when everything passed
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, flush=True)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from strata_checks import check, finish, start_serve  # noqa: E402
 
 
 def strata(*args):
@@ -39,30 +32,8 @@ def strata(*args):
 
 
 def start_server(*extra):
-    log = tempfile.NamedTemporaryFile(prefix="strata-serve-", suffix=".log", delete=False)
-    LOGS.append(log.name)
-    p = subprocess.Popen([BIN, "serve", "--model", MODEL, "--port", "0", "--ctx", str(CTX), "--api-key", KEY,
-                          "--request-timeout", "1", "--max-body-bytes", str(1 << 20), *extra],
-                         stdout=subprocess.PIPE, stderr=log, text=True,
-                         # Spinning OpenMP workers starve the HTTP threads on a loaded 2-core box.
-                         env={**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "passive")})
-    line = p.stdout.readline()  # printed once listening: "... ready at http://127.0.0.1:PORT/v1"
-    m = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
-    if not m:
-        p.kill()
-        sys.exit(f"serve did not start: {line!r}\n{open(log.name).read()}")
-    port = int(m.group(1))
-    for _ in range(300):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return p, port, log.name
-        except OSError:
-            pass
-        time.sleep(0.1)
-    p.kill()
-    sys.exit("serve never became healthy:\n" + open(log.name).read())
+    return start_serve(BIN, ["--model", MODEL, "--ctx", str(CTX), "--api-key", KEY, "--request-timeout", "1",
+                             "--max-body-bytes", str(1 << 20), *extra])
 
 
 proc, PORT, LOG = start_server()
@@ -441,12 +412,5 @@ check((s_reason, s_content) == (reasoning, content), f"streamed reasoning {(s_re
 proc.send_signal(signal.SIGTERM)
 check(proc.wait(timeout=30) == 0, "third server exit code")
 
-print(f"test_serve: {time.time() - T0:.1f}s", flush=True)
-if failures:
-    for name in LOGS:
-        print(f"--- {name}:\n" + open(name, errors="replace").read()[-3000:])
-    sys.exit(1)
-for name in LOGS:
-    os.unlink(name)
 shutil.rmtree(tdir, ignore_errors=True)
-print("ok")
+finish("test_serve")

@@ -10,11 +10,8 @@ server keeps serving. (The parser itself: tests/server/test_tool_calls.py.)"""
 import http.client
 import json
 import os
-import re
 import subprocess
 import sys
-import tempfile
-import time
 
 import jinja2
 import jinja2.ext
@@ -23,34 +20,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 BIN = os.environ["STRATA_BINARY"]
 MODEL = os.path.join(os.environ["STRATA_FIXTURES_DIR"], "models", "qwen3_moe")
-failures = []
-T0 = time.time()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from strata_checks import check, finish, start_serve  # noqa: E402
 
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg, flush=True)
-
-
-log = tempfile.NamedTemporaryFile(prefix="strata-serve-tools-", suffix=".log", delete=False)
-proc = subprocess.Popen([BIN, "serve", "--model", MODEL, "--port", "0", "--ctx", "2048"], stdout=subprocess.PIPE,
-                        stderr=log, text=True,
-                        env={**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "passive")})
-m = re.search(r"http://127\.0\.0\.1:(\d+)/v1", proc.stdout.readline())
-if not m:
-    proc.kill()
-    sys.exit("serve did not start:\n" + open(log.name).read())
-PORT = int(m.group(1))
-for _ in range(300):
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=5)
-        c.request("GET", "/health")
-        if c.getresponse().status == 200:
-            break
-    except OSError:
-        pass
-    time.sleep(0.1)
+proc, PORT, _ = start_serve(BIN, ["--model", MODEL, "--ctx", "2048"], log_prefix="strata-serve-tools-")
 client = openai.OpenAI(base_url=f"http://127.0.0.1:{PORT}/v1", api_key="none", max_retries=0, timeout=60)
 NAME = client.models.list().data[0].id
 
@@ -177,9 +150,4 @@ for what, extra, param in bad:
 
 proc.terminate()
 check(proc.wait(timeout=30) == 0, "server exit code")
-print(f"test_serve_tools: {time.time() - T0:.1f}s", flush=True)
-if failures:
-    print(open(log.name, errors="replace").read()[-3000:])
-    sys.exit(1)
-os.unlink(log.name)
-print("ok")
+finish("test_serve_tools")
