@@ -26,7 +26,6 @@ namespace {
 using namespace dev;
 
 constexpr int kGroupM = 8;
-constexpr size_t kSkinnyPipeSmemMax = 220 * 1024;  // dynamic shared memory a pipelined skinny CTA may take  // raster: consecutive CTAs walk 8 token tiles of one weight column tile (L2 reuse)
 
 // Grouped raster of a (tiles_m x tiles_n) grid flattened into blockIdx.x.
 __device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* tn) {
@@ -607,54 +606,16 @@ void launch_tiled(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_
   STRATA_CUDA_CHECK_LAUNCH();
 }
 
-template <int MT, int R, bool XS, int U = skinny_unroll(MT, R)>
-void launch_skinny_dense(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
-  static std::atomic<uint64_t> done{0};
-  auto kernel = w4a16_skinny_kernel<MT, R, U, kOutBf16, XS>;
-  ensure_smem(reinterpret_cast<const void*>(kernel), int(skinny_smem_bytes(MT, R, 16, XS, U)), done);
+// Launches a dense skinny kernel: grid (row groups, 1, K split), the K split's CTAs as one cluster, and as a
+// programmatic dependent (PDL) of the previous kernel when a.pdl (it may start before that kernel ends; the
+// kernels wait before touching x / y).
+template <class Kernel>
+void launch_skinny_ex(Kernel kernel, const SkinnyArgs& a, unsigned row_groups, const SkinnyConfig& c, size_t smem,
+                      cudaStream_t s) {
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(n_blocks / R), 1, unsigned(c.split));
+  cfg.gridDim = dim3(row_groups, 1, unsigned(c.split));
   cfg.blockDim = dim3(unsigned(c.warps * 32));
-  cfg.dynamicSmemBytes = skinny_smem_bytes(MT, R, c.warps, XS, U);
-  cfg.stream = s;
-  cudaLaunchAttribute attr[2];
-  int n = 0;
-  if (c.split > 1) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = 1;
-    attr[n].val.clusterDim.y = 1;
-    attr[n].val.clusterDim.z = unsigned(c.split);
-    n++;
-  }
-  if (a.pdl) {  // may start before the previous kernel in the stream ends; the kernel waits before touching x / y
-    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n].val.programmaticStreamSerializationAllowed = 1;
-    n++;
-  }
-  cfg.attrs = attr;
-  cfg.numAttrs = unsigned(n);
-  STRATA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
-}
-
-template <int MT, bool XS>
-void launch_skinny_rows(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
-  if (c.rows == 4)
-    launch_skinny_dense<MT, 4, XS>(a, n_blocks, c, s);
-  else if (c.rows == 2)
-    launch_skinny_dense<MT, 2, XS>(a, n_blocks, c, s);
-  else
-    launch_skinny_dense<MT, 1, XS>(a, n_blocks, c, s);
-}
-
-template <int MT, int R, int S>
-void launch_skinny_pipe(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
-  static std::atomic<uint64_t> done{0};
-  auto kernel = w4a16_skinny_pipe_kernel<MT, R, S>;
-  ensure_smem(reinterpret_cast<const void*>(kernel), int(kSkinnyPipeSmemMax), done);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(n_blocks / R), 1, unsigned(c.split));
-  cfg.blockDim = dim3(unsigned(c.warps * 32));
-  cfg.dynamicSmemBytes = skinny_pipe_smem_bytes(MT, R, c.warps, S);
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
   cudaLaunchAttribute attr[2];
   int n = 0;
@@ -673,6 +634,32 @@ void launch_skinny_pipe(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c
   cfg.attrs = attr;
   cfg.numAttrs = unsigned(n);
   STRATA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
+}
+
+template <int MT, int R, bool XS, int U = skinny_unroll(MT, R)>
+void launch_skinny_dense(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
+  static std::atomic<uint64_t> done{0};
+  auto kernel = w4a16_skinny_kernel<MT, R, U, kOutBf16, XS>;
+  ensure_smem(reinterpret_cast<const void*>(kernel), int(skinny_smem_bytes(MT, R, 16, XS, U)), done);
+  launch_skinny_ex(kernel, a, unsigned(n_blocks / R), c, skinny_smem_bytes(MT, R, c.warps, XS, U), s);
+}
+
+template <int MT, bool XS>
+void launch_skinny_rows(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
+  if (c.rows == 4)
+    launch_skinny_dense<MT, 4, XS>(a, n_blocks, c, s);
+  else if (c.rows == 2)
+    launch_skinny_dense<MT, 2, XS>(a, n_blocks, c, s);
+  else
+    launch_skinny_dense<MT, 1, XS>(a, n_blocks, c, s);
+}
+
+template <int MT, int R, int S>
+void launch_skinny_pipe(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
+  static std::atomic<uint64_t> done{0};
+  auto kernel = w4a16_skinny_pipe_kernel<MT, R, S>;
+  ensure_smem(reinterpret_cast<const void*>(kernel), int(kSkinnyPipeSmemMax), done);
+  launch_skinny_ex(kernel, a, unsigned(n_blocks / R), c, skinny_pipe_smem_bytes(MT, R, c.warps, S), s);
 }
 
 template <int MT, int R>
@@ -778,13 +765,7 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
     // the grid has at most one CTA per SM).
     const int mt = M <= 8 ? 1 : 2;
     const size_t budget = c.warps >= 16 || ctas <= sms ? kSkinnyPipeSmemMax : kSkinnyPipeSmemMax / 2;
-    c.stages = 2;
-    for (int st : {3, 4, 6, 8})
-      if (skinny_pipe_smem_bytes(mt, c.rows, c.warps, st) <= budget) c.stages = st;
-    if (opt.skinny_stages >= 2 && opt.skinny_stages <= 8)
-      c.stages = opt.skinny_stages == 5 ? 4 : opt.skinny_stages == 7 ? 6 : opt.skinny_stages;
-    while (c.stages > 2 && skinny_pipe_smem_bytes(mt, c.rows, c.warps, c.stages) > kSkinnyPipeSmemMax)
-      c.stages = c.stages == 8 ? 6 : c.stages == 6 ? 4 : c.stages - 1;
+    c.stages = skinny_pipe_stages(mt, c.rows, c.warps, budget, opt.skinny_stages);
     while (c.warps > 4 && skinny_pipe_smem_bytes(mt, c.rows, c.warps, c.stages) > kSkinnyPipeSmemMax) c.warps /= 2;
     c.split = std::max(1, std::min(c.split, k_tiles / c.warps));
   }

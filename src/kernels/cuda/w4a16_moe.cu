@@ -285,24 +285,19 @@ void launch_grouped_pipe_s(const SkinnyArgs& a, int n_blocks, int slots, int war
   const uint64_t bit = uint64_t(1) << (cur_device() & 63);
   auto kernel = w4a16_skinny_pipe_kernel<MT, R, S, OUT>;
   if (!(done.load() & bit)) {
-    STRATA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 220 * 1024));
+    STRATA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSkinnyPipeSmemMax)));
     done.fetch_or(bit);
   }
   kernel<<<dim3(unsigned(n_blocks / R), unsigned(slots)), warps * 32, skinny_pipe_smem_bytes(MT, R, warps, S), s>>>(a);
   STRATA_CUDA_CHECK_LAUNCH();
 }
 
-// Stages: `stages` when given, else as many as fit two CTAs per SM (110 KB), at least 2.
+// Stages: `stages` when given, else as many as fit two CTAs per SM.
 template <int MT, int R, int OUT>
 void launch_grouped_pipe(const SkinnyArgs& a, int n_blocks, int slots, int warps, int stages, cudaStream_t s) {
-  int st = 2;
-  for (int c : {3, 4, 6, 8})
-    if (skinny_pipe_smem_bytes(MT, R, warps, c) <= 110 * 1024) st = c;
-  if (stages >= 2 && stages <= 8) st = stages;
-  while (st > 2 && skinny_pipe_smem_bytes(MT, R, warps, st) > 220 * 1024) st--;
-  switch (st) {
-    case 8: case 7: return launch_grouped_pipe_s<MT, R, OUT, 8>(a, n_blocks, slots, warps, s);
-    case 6: case 5: return launch_grouped_pipe_s<MT, R, OUT, 6>(a, n_blocks, slots, warps, s);
+  switch (skinny_pipe_stages(MT, R, warps, kSkinnyPipeSmemMax / 2, stages)) {
+    case 8: return launch_grouped_pipe_s<MT, R, OUT, 8>(a, n_blocks, slots, warps, s);
+    case 6: return launch_grouped_pipe_s<MT, R, OUT, 6>(a, n_blocks, slots, warps, s);
     case 4: return launch_grouped_pipe_s<MT, R, OUT, 4>(a, n_blocks, slots, warps, s);
     case 3: return launch_grouped_pipe_s<MT, R, OUT, 3>(a, n_blocks, slots, warps, s);
     default: return launch_grouped_pipe_s<MT, R, OUT, 2>(a, n_blocks, slots, warps, s);
@@ -548,9 +543,9 @@ void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const i
   a.y = w.h;
   a.ldy = F;
   const int gu_blocks = 2 * F / kW4TileN;
-  // Defaults from the H200 sweep on the Kimi-K2 layer (bench results), pipelined kernel: gate/up 4 row blocks x 8
-  // warps, down 4 x 8 (us at 1 / 8 / 64 / 256 tokens: 102 / 494 / 2791 / 4043; the register-staged kernel at its
-  // H100 defaults, gate/up 4 x 8 and down 4 x 4: 102 / 485 / 3017 / 4568).
+  // Defaults from the H200 sweep on the Kimi-K2 layer (bench/cuda/results), pipelined kernel: gate/up 4 row blocks x
+  // 8 warps, down 4 x 8 (us at 1 / 8 / 64 / 256 tokens: 97.9 / 445.9 / 2701 / 3939; the register-staged kernel at
+  // its H100 defaults, gate/up 4 x 8 and down 4 x 4, in the same run: 103 / 485 / 2898 / 4463).
   const int gu_rows = (opt.gu_rows == 2 || gu_blocks % 4 != 0) ? 2 : 4;
   const int gu_warps = opt.gu_warps == 4 || opt.gu_warps == 8 || opt.gu_warps == 16 ? opt.gu_warps : 8;
   if (T <= 8)

@@ -308,6 +308,20 @@ __host__ __device__ constexpr size_t skinny_pipe_smem_bytes(int mt, int rows, in
   return (ring > red ? ring : red) + size_t(rows) * mt * 4 * 32 * 4;
 }
 
+// Dynamic shared memory a pipelined skinny CTA may take (its kernels are set up for this much).
+constexpr size_t kSkinnyPipeSmemMax = 220 * 1024;
+
+// Ring stages of a pipelined launch: `requested` (2..8; 5 and 7 round down to the instantiated 4 and 6) when
+// given, else the most of {2, 3, 4, 6, 8} that fit `budget` bytes; never more than kSkinnyPipeSmemMax allows.
+inline int skinny_pipe_stages(int mt, int rows, int warps, size_t budget, int requested = 0) {
+  int st = 2;
+  for (int c : {3, 4, 6, 8})
+    if (skinny_pipe_smem_bytes(mt, rows, warps, c) <= budget) st = c;
+  if (requested >= 2 && requested <= 8) st = requested == 5 ? 4 : requested == 7 ? 6 : requested;
+  while (st > 2 && skinny_pipe_smem_bytes(mt, rows, warps, st) > kSkinnyPipeSmemMax) st = st == 8 ? 6 : st == 6 ? 4 : st - 1;
+  return st;
+}
+
 // R >= 7 needs more than 128 registers at MT 2: at most 8 warps. R = 7 and 14 exist for N = 28672 (1792 row
 // blocks): 256 or 128 equal CTAs, where R4 leaves 448 CTAs on 132 SMs unevenly (some SMs run 4, some 3).
 // Grouped (a.plan.active, the MoE): blockIdx.y = expert slot, x rows gathered through a.x_rows, tokens in chunks of
