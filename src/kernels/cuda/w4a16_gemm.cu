@@ -26,6 +26,8 @@ namespace {
 using namespace dev;
 
 constexpr int kGroupM = 8;
+// Auto wgmma tile: 256 weight rows x 128 tokens from this M up (less x traffic from L2 per MAC), else 128 rows.
+constexpr int kWgmmaRows256MinM = 1024;
 
 // Grouped raster of a (tiles_m x tiles_n) grid flattened into blockIdx.x.
 __device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* tn) {
@@ -36,27 +38,28 @@ __device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* t
   *tn = (blockIdx.x % group_size) / gm;
 }
 
-// Loads 64-k stages: BT token rows of x (SWIZZLE_128B, rows past M zero-filled), then the 8 row blocks' packed
-// tiles and scale quads. Every thread of the CTA takes fixed chunks, so the addresses are computed once here and
-// a stage costs each thread a few cp.async (x: BT/32 chunks, weights: 1, scales: 1 for threads < 32).
+// Loads 64-k stages: BT token rows of x (SWIZZLE_128B, rows past M zero-filled), then the kThreads/32 row blocks'
+// packed tiles and scale quads. Every thread of the CTA takes fixed chunks, so the addresses are computed once here
+// and a stage costs each thread a few cp.async (x: BT*8/kThreads chunks, weights: 1, scales: 1 for the first
+// 4 per row block).
 template <int BT, int kThreads>
 struct StageLoader {
-  static constexpr int kBlocks = 8;
+  static constexpr int kBlocks = kThreads / 32;  // one 512-byte weight tile (32 chunks) per warp's worth of threads
   static constexpr int kXPer = BT * 8 / kThreads;  // x chunks per thread
-  static_assert(kBlocks * 32 == kThreads && kXPer >= 1, "loader assumes 256 threads and 8 row blocks");
+  static_assert(kXPer >= 1, "loader needs at least one x chunk per thread");
   const uint16_t* xsrc;  // chunk j = 0 of this thread at k = 0 (row m0 + tid/8, k offset 8 * (tid % 8))
   const uint16_t* xany;  // a valid address for zero-filled copies
-  size_t xstride;        // elements between the thread's chunks: 32 rows
+  size_t xstride;        // elements between the thread's chunks: kThreads/8 rows
   int xn;                // chunks of this thread whose row is < M (a prefix of j)
   uint32_t xdst;         // its byte offset in the stage (chunk j adds 32 rows x 128 B)
   const uint4* wsrc;     // lane record of row block tid/32 at k tile 0 (clamped when out of range)
-  const uint4* ssrc;     // scale chunk tid%4 of row block tid/4 at k tile 0 (threads < 32)
+  const uint4* ssrc;     // scale chunk tid%4 of row block tid/4 at k tile 0 (threads < 4 * kBlocks)
   bool wok, sok;
 
   __device__ __forceinline__ StageLoader(const uint16_t* x, int M, int K, int m0, const uint4* wq, const uint4* ws,
                                          int nb0, int n_blocks, int k_tiles) {
     const int tid = threadIdx.x, r0 = tid >> 3, ch = tid & 7;
-    const int rows_left = M - m0 - r0;  // rows r0, r0 + 32, ... below M
+    const int rows_left = M - m0 - r0;  // rows r0, r0 + kThreads/8, ... below M
     xn = rows_left <= 0 ? 0 : min(kXPer, (rows_left + kThreads / 8 - 1) / (kThreads / 8));
     xsrc = x + size_t(m0 + r0) * K + ch * 8;
     xany = x;
@@ -94,14 +97,19 @@ struct StageLoader {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Wgmma path: CTA = 2 warpgroups; warp w owns row block w (16 rows) of the CTA's 128; tokens BT = wgmma N.
+// Wgmma path: CTA = ROWS/64 warpgroups; warp w owns row block w (16 rows) of the CTA's ROWS; tokens BT = wgmma N.
+// ROWS = 128 (2 warpgroups, up to 255 registers a thread: BT up to 256) or 256 (4 warpgroups, 128 registers a
+// thread: BT up to 128). At large M the kernel is bound by L2 -> SM traffic, and x dominates it: a stage carries
+// BT x 128 B of x against ROWS x 36 B of weights + scales, so 256 x 128 moves 25 KB per 2 M MACs where 128 x 256
+// moves 36.5 KB.
 // ---------------------------------------------------------------------------------------------
 
-template <int BT>
+template <int BT, int ROWS = 128>
 struct WgCfg {
-  static constexpr int kThreads = 256;
-  static constexpr int kRows = 128;
-  static constexpr int kBlocks = kRows / kW4TileN;  // 8
+  static_assert((ROWS == 128 && BT <= 256) || (ROWS == 256 && BT <= 128), "accumulators must fit the registers");
+  static constexpr int kThreads = ROWS * 2;
+  static constexpr int kRows = ROWS;
+  static constexpr int kBlocks = kRows / kW4TileN;  // 8 or 16
   static constexpr int kStageBytes = ((BT * 128 + kBlocks * 512 + kBlocks * 64) + 1023) / 1024 * 1024;
   // As many stages as fit in 200 KB (5 at BT 256, 8 at BT 64/128); prefetch distance kStages - 2.
   static constexpr int kStages = std::min(8, (200 * 1024) / kStageBytes);
@@ -121,8 +129,8 @@ __device__ __forceinline__ void load_a(const uint8_t* st_w, const uint8_t* st_s,
   }
 }
 
-template <int BT>
-__global__ void __launch_bounds__(256, 1)
+template <int BT, int ROWS>
+__global__ void __launch_bounds__(ROWS * 2, 1)
     w4a16_wgmma_kernel(const uint16_t* __restrict__ x,  // [M, K] bf16
                        int M, int K,
                        const uint4* __restrict__ wq,  // [N/16, K/64, 32] lane records
@@ -132,7 +140,7 @@ __global__ void __launch_bounds__(256, 1)
                        float* __restrict__ partial,  // [splits, M, N] f32 split-K partials, or nullptr
                        int kt_per_split, int tiles_m, int tiles_n,
                        bool smem_epilogue) {  // y through shared memory in 16-byte chunks (needs 16-byte aligned y)
-  using C = WgCfg<BT>;
+  using C = WgCfg<BT, ROWS>;
   constexpr int S = C::kStages, D = S - 2;  // D stages in flight ahead; 2 slots for the two groups in flight
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -208,7 +216,7 @@ __global__ void __launch_bounds__(256, 1)
   // acc[4j + e]: weight row 16*warp + g + 8(e >> 1), token 8j + 2t + (e & 1).
   const int n_lo = n0 + warp * kW4TileN + g;
   if (!partial && smem_epilogue) {
-    // Through shared memory (free now: every copy landed, every wgmma retired): [BT][128 + 8] bf16, the 16-byte
+    // Through shared memory (free now: every copy landed, every wgmma retired): [BT][ROWS + 8] bf16, the 16-byte
     // pad keeping the 2-byte writes conflict-free, then whole 16-byte row chunks to y. Direct 2-byte stores
     // leave y in partial sectors (8 rows x 16 bytes per warp store): on the short-K shapes (K = 2048: 32 k tiles
     // per CTA) the store tail of each CTA shows.
@@ -246,15 +254,15 @@ __global__ void __launch_bounds__(256, 1)
 // The same kernel fed by TMA: one thread loads a stage (the x box through a SWIZZLE_128B tensor map, the 8 row
 // blocks' tiles and scales as bulk copies) and arms the stage's mbarrier with the byte count; the other threads
 // only wait on it. Cuts the per-k-tile instruction stream of every warp to the dequant and the wgmma issue.
-template <int BT>
-__global__ void __launch_bounds__(256, 1)
+template <int BT, int ROWS>
+__global__ void __launch_bounds__(ROWS * 2, 1)
     w4a16_wgmma_tma_kernel(const __grid_constant__ CUtensorMap xmap,  // x bf16 [M, K], box {64, BT}, SWIZZLE_128B
                            int M, int K,
                            const uint8_t* __restrict__ wq,  // [N/16, K/64] 512-byte tiles
                            const uint8_t* __restrict__ ws,  // [N/16, K/64] 64-byte scale tiles
                            int N, uint16_t* __restrict__ y, float* __restrict__ partial, int kt_per_split,
                            int tiles_m, int tiles_n) {
-  using C = WgCfg<BT>;
+  using C = WgCfg<BT, ROWS>;
   constexpr int S = C::kStages, D = S - 2;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -532,15 +540,28 @@ SplitPlan plan_split(int M, int N, int K, int BM, int BN, int split_opt, size_t 
   return p;
 }
 
-int wgmma_tokens(int M, const W4A16Options& opt) {
-  if (opt.wgmma_tokens == 64 || opt.wgmma_tokens == 128 || opt.wgmma_tokens == 256) return opt.wgmma_tokens;
-  return M > 128 ? 256 : M > 64 ? 128 : 64;
+}  // namespace
+
+WgmmaTile w4a16_wgmma_tile(int M, const W4A16Options& opt) {
+  WgmmaTile t;
+  t.rows = opt.wgmma_rows == 128 || opt.wgmma_rows == 256 ? opt.wgmma_rows : M >= kWgmmaRows256MinM ? 256 : 128;
+  if (opt.wgmma_tokens == 64 || opt.wgmma_tokens == 128 || opt.wgmma_tokens == 256)
+    t.tokens = opt.wgmma_tokens;
+  else
+    t.tokens = M > 128 ? 256 : M > 64 ? 128 : 64;
+  if (t.rows == 256) t.tokens = std::min(t.tokens, 128);
+  return t;
 }
+
+namespace {
 
 W4A16Path resolve_path(W4A16Path p, int M) { return p == W4A16Path::Auto ? w4a16_auto_path(M) : p; }
 
 SplitPlan plan_for(W4A16Path path, int M, int N, int K, const W4A16Options& opt, size_t ws_avail) {
-  if (path == W4A16Path::Wgmma) return plan_split(M, N, K, wgmma_tokens(M, opt), 128, opt.split_k, ws_avail);
+  if (path == W4A16Path::Wgmma) {
+    const WgmmaTile t = w4a16_wgmma_tile(M, opt);
+    return plan_split(M, N, K, t.tokens, t.rows, opt.split_k, ws_avail);
+  }
   return plan_split(M, N, K, TiledCfg::BM, TiledCfg::BN, opt.split_k, ws_avail);
 }
 
@@ -571,25 +592,26 @@ bool make_x_map(CUtensorMap* map, const uint16_t* x, int M, int K, int BT) {
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int BT>
+template <int BT, int ROWS>
 void launch_wgmma(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
                   const SplitPlan& p, cudaStream_t s, bool allow_tma, bool smem_epilogue) {
+  using C = WgCfg<BT, ROWS>;
   CUtensorMap map;
   if (allow_tma && make_x_map(&map, x, M, K, BT)) {
     static std::atomic<uint64_t> done_tma{0};
-    ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_tma_kernel<BT>), WgCfg<BT>::kSmemBytes, done_tma);
+    ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_tma_kernel<BT, ROWS>), C::kSmemBytes, done_tma);
     const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
-    w4a16_wgmma_tma_kernel<BT><<<grid, WgCfg<BT>::kThreads, WgCfg<BT>::kSmemBytes, s>>>(
+    w4a16_wgmma_tma_kernel<BT, ROWS><<<grid, C::kThreads, C::kSmemBytes, s>>>(
         map, M, K, reinterpret_cast<const uint8_t*>(w.packed), reinterpret_cast<const uint8_t*>(w.scales), w.n_out, y,
         partial, p.kt_per_split, p.tiles_m, p.tiles_n);
     STRATA_CUDA_CHECK_LAUNCH();
     return;
   }
   static std::atomic<uint64_t> done{0};
-  ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT>), WgCfg<BT>::kSmemBytes, done);
+  ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT, ROWS>), C::kSmemBytes, done);
   const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
   const bool smem_epi = smem_epilogue && reinterpret_cast<uintptr_t>(y) % 16 == 0;
-  w4a16_wgmma_kernel<BT><<<grid, WgCfg<BT>::kThreads, WgCfg<BT>::kSmemBytes, s>>>(
+  w4a16_wgmma_kernel<BT, ROWS><<<grid, C::kThreads, C::kSmemBytes, s>>>(
       x, M, K, reinterpret_cast<const uint4*>(w.packed), reinterpret_cast<const uint4*>(w.scales), w.n_out, y,
       partial, p.kt_per_split, p.tiles_m, p.tiles_n, smem_epi);
   STRATA_CUDA_CHECK_LAUNCH();
@@ -835,14 +857,20 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
       if (path == W4A16Path::Tiled) {
         launch_tiled(x, M, K, w, y, partial, p, s);
       } else {
-        const int bt = wgmma_tokens(M, opt);
+        const WgmmaTile t = w4a16_wgmma_tile(M, opt);
         const bool tma = opt.wgmma_tma, epi = opt.wgmma_smem_epilogue;
-        if (bt == 256)
-          launch_wgmma<256>(x, M, K, w, y, partial, p, s, tma, epi);
-        else if (bt == 128)
-          launch_wgmma<128>(x, M, K, w, y, partial, p, s, tma, epi);
-        else
-          launch_wgmma<64>(x, M, K, w, y, partial, p, s, tma, epi);
+        if (t.rows == 256) {
+          if (t.tokens == 128)
+            launch_wgmma<128, 256>(x, M, K, w, y, partial, p, s, tma, epi);
+          else
+            launch_wgmma<64, 256>(x, M, K, w, y, partial, p, s, tma, epi);
+        } else if (t.tokens == 256) {
+          launch_wgmma<256, 128>(x, M, K, w, y, partial, p, s, tma, epi);
+        } else if (t.tokens == 128) {
+          launch_wgmma<128, 128>(x, M, K, w, y, partial, p, s, tma, epi);
+        } else {
+          launch_wgmma<64, 128>(x, M, K, w, y, partial, p, s, tma, epi);
+        }
       }
       if (partial) {
         const size_t n4 = size_t(M) * size_t(N) / 4;

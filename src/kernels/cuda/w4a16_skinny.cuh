@@ -322,6 +322,9 @@ inline int skinny_pipe_stages(int mt, int rows, int warps, size_t budget, int re
   return st;
 }
 
+// Whether the pipelined kernel applies the group scales in f32 to exact biased codes (else bf16 dequant).
+__host__ __device__ constexpr bool skinny_pipe_f32_scale(int mt, int rows) { return mt == 1 || rows != 4; }
+
 // R >= 7 needs more than 128 registers at MT 2: at most 8 warps. R = 7 and 14 exist for N = 28672 (1792 row
 // blocks): 256 or 128 equal CTAs, where R4 leaves 448 CTAs on 132 SMs unevenly (some SMs run 4, some 3).
 // Grouped (a.plan.active, the MoE): blockIdx.y = expert slot, x rows gathered through a.x_rows, tokens in chunks of
@@ -332,6 +335,9 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
   using namespace dev;
   using St = PipeStage<MT, R>;
   constexpr int kVals = R * MT * 4;
+  // f32 group scales (below) everywhere but MT 2 x R 4, which would spill at 512 threads with the extra
+  // accumulators; that one keeps the bf16 dequant.
+  constexpr bool kF32Scale = skinny_pipe_f32_scale(MT, R);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
   const int n_split = gridDim.z, kw = blockIdx.z * n_warps + warp, kw_total = n_split * n_warps;
   const size_t ring_bytes = size_t(n_warps) * S * St::kBytes, red_bytes = size_t(n_warps) * kVals * 32 * 4;
@@ -418,23 +424,26 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
 #pragma unroll
         for (int P = 0; P < 2; P++)
           ldmatrix_x4(&xb[j][4 * P], st + St::kW + St::kS + sw128(8 * j + (lane & 7), 4 * P + (lane >> 3)));
-      if constexpr (MT == 1) {
+      if constexpr (kF32Scale) {
         // The tensor cores take the exact biased codes 128 + u; the bias and the group scale are applied in f32 per
-        // 32-k group: sum_k (u - 8) s x = s (sum_k (128 + u) x - 136 sum_k x). nsx[G][h] = -136 * the sum of x over
-        // group G for token 2t + h (an mma with an all-ones A), shared by the R row blocks. Per tile this is 16
-        // lop3 + 8 f32 fma/add pairs instead of 16 lop3 + 32 bf16x2 fma/mul + 4 prmt, and the products are exact.
-        // (At MT 2 the extra accumulators spill at 512 threads: the bf16 dequant below.)
-        float nsx[2][2];
+        // 32-k group: sum_k (u - 8) s x = s (sum_k (128 + u) x - 136 sum_k x). nsx[G][j][h] = -136 * the sum of x
+        // over group G for token 8j + 2t + h (an mma with an all-ones A), shared by the R row blocks, is the
+        // starting value of the group's mma accumulators, so finishing a group is one f32 fma per value. Per tile
+        // and token tile this is 16 lop3 + 4 fma instead of 16 lop3 + 32 bf16x2 fma/mul + 4 prmt, and the
+        // products are exact.
+        float nsx[2][MT][2];
         {
           const uint32_t ones[4] = {0x3F803F80u, 0x3F803F80u, 0x3F803F80u, 0x3F803F80u};
 #pragma unroll
-          for (int G = 0; G < 2; G++) {
-            float d[4] = {0.f, 0.f, 0.f, 0.f};
-            mma_16816(d, ones, xb[0][4 * G], xb[0][4 * G + 1]);
-            mma_16816(d, ones, xb[0][4 * G + 2], xb[0][4 * G + 3]);
-            nsx[G][0] = -136.f * d[0];
-            nsx[G][1] = -136.f * d[1];
-          }
+          for (int G = 0; G < 2; G++)
+#pragma unroll
+            for (int j = 0; j < MT; j++) {
+              float d[4] = {0.f, 0.f, 0.f, 0.f};
+              mma_16816(d, ones, xb[j][4 * G], xb[j][4 * G + 1]);
+              mma_16816(d, ones, xb[j][4 * G + 2], xb[j][4 * G + 3]);
+              nsx[G][j][0] = -136.f * d[0];
+              nsx[G][j][1] = -136.f * d[1];
+            }
         }
 #pragma unroll
         for (int i = 0; i < R; i++) {
@@ -444,15 +453,22 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
           for (int G = 0; G < 2; G++) {
             const uint32_t sq = G == 0 ? sv.x : sv.y;  // bf16 (s(row g), s(row g + 8)) of group G
             const float s_lo = __uint_as_float(sq << 16), s_hi = __uint_as_float(sq & 0xFFFF0000u);
-            float tmp[4] = {0.f, 0.f, 0.f, 0.f};
+            float tmp[MT][4];
+#pragma unroll
+            for (int j = 0; j < MT; j++)
+#pragma unroll
+              for (int c = 0; c < 4; c++) tmp[j][c] = nsx[G][j][c & 1];
 #pragma unroll
             for (int stp = 2 * G; stp < 2 * G + 2; stp++) {
               uint32_t av[4];
               dequant_biased(word_of(wv, stp), av);
-              mma_16816(tmp, av, xb[0][2 * stp], xb[0][2 * stp + 1]);
+#pragma unroll
+              for (int j = 0; j < MT; j++) mma_16816(tmp[j], av, xb[j][2 * stp], xb[j][2 * stp + 1]);
             }
 #pragma unroll
-            for (int c = 0; c < 4; c++) acc[i][0][c] = fmaf(c < 2 ? s_lo : s_hi, tmp[c] + nsx[G][c & 1], acc[i][0][c]);
+            for (int j = 0; j < MT; j++)
+#pragma unroll
+              for (int c = 0; c < 4; c++) acc[i][j][c] = fmaf(c < 2 ? s_lo : s_hi, tmp[j][c], acc[i][j][c]);
           }
         }
       } else {
