@@ -249,10 +249,7 @@ void bench_gemm(Env& env) {
         W4A16Options o;
         o.path = W4A16Path::Wgmma;
         o.wgmma_tokens = bt;
-        for (int rows : {128, 256}) {
-          o.wgmma_rows = rows;
-          ws_bytes = std::max(ws_bytes, w4a16_workspace_bytes(M, N, K, o));
-        }
+        ws_bytes = std::max(ws_bytes, w4a16_workspace_bytes(M, N, K, o));
         o.path = W4A16Path::Tiled;
         ws_bytes = std::max(ws_bytes, w4a16_workspace_bytes(M, N, K, o));
       }
@@ -308,8 +305,7 @@ void bench_gemm(Env& env) {
                std::to_string(sc.rows) + " W" + std::to_string(sc.warps) + " C" + std::to_string(sc.split);
       } else {
         const size_t wsb = w4a16_workspace_bytes(M, N, K);
-        const WgmmaTile t = w4a16_wgmma_tile(M);
-        cfg += " R" + std::to_string(t.rows) + " BT" + std::to_string(t.tokens) + " split" +
+        cfg += " BT" + std::to_string(M > 128 ? 256 : M > 64 ? 128 : 64) + " split" +
                std::to_string(wsb ? wsb / (size_t(M) * N * 4) : 1);
       }
       const double flop = 2.0 * M * double(nk);
@@ -353,15 +349,14 @@ void bench_gemm(Env& env) {
                   row += b;
                 }
         } else {
-          for (int rows : {128, 256})
+          for (bool ws : {false, true})
             for (int bt : {64, 128, 256}) {
-              if (rows == 256 && bt == 256) continue;  // 4 warpgroups hold at most 128 tokens of accumulators
               W4A16Options o;
               o.path = W4A16Path::Wgmma;
-              o.wgmma_rows = rows;
               o.wgmma_tokens = bt;
+              o.wgmma_tma = ws;
               char b[64];
-              std::snprintf(b, sizeof b, " wgmma R%d BT%d %.1f |", rows, bt, run(o));
+              std::snprintf(b, sizeof b, " wgmma%s BT%d %.1f |", ws ? " ws" : "", bt, run(o));
               row += b;
             }
           W4A16Options o;

@@ -164,7 +164,7 @@ void check_linear(Rng& rng, bool quick) {
   std::printf("## w4a16_linear vs linear_f32 (CPU)\n\n| check | rel err | tol | max abs err | max abs ref | status |\n");
   std::printf("|---|---|---|---|---|---|\n");
   // 1792x512: 112 row blocks, which R7 and R14 divide.
-  // 400x512: 25 row blocks, a partial last CTA tile for every row count (128, 256) and R2/R4.
+  // 400x512: 25 row blocks, a partial last CTA tile of the 128-row wgmma and tiled kernels and of R2/R4.
   std::vector<std::pair<int, int>> shapes = {{256, 512}, {400, 512}, {1792, 512}, {2048, 7168}, {7168, 2048}};
   std::vector<int> Ms = {1, 3, 8, 13, 16, 37, 64, 200, 256};
   if (quick) {
@@ -188,10 +188,6 @@ void check_linear(Rng& rng, bool quick) {
   auto xs = [](W4A16Options o, int v) {  // the register-staged kernel
     o.skinny_pipe = 0;
     o.skinny_xs = v;
-    return o;
-  };
-  auto rows256 = [](W4A16Options o) {  // the 4-warpgroup wgmma tile (256 weight rows)
-    o.wgmma_rows = 256;
     return o;
   };
   auto stages = [](W4A16Options o, int v) {
@@ -229,28 +225,30 @@ void check_linear(Rng& rng, bool quick) {
       {opt(W4A16Path::Wgmma, 0, 0, 0, 128), "wgmma BT128"},
       {opt(W4A16Path::Wgmma, 0, 0, 0, 256), "wgmma BT256"},
       {opt(W4A16Path::Wgmma, 1), "wgmma split1"},
-      {rows256(opt(W4A16Path::Wgmma, 0, 0, 0, 64)), "wgmma R256 BT64"},
-      {rows256(opt(W4A16Path::Wgmma, 1, 0, 0, 128)), "wgmma R256 BT128 split1"},
-      {rows256(opt(W4A16Path::Wgmma, 3, 0, 0, 128)), "wgmma R256 BT128 split3"},
-      {[&] {
-         W4A16Options o = rows256(opt(W4A16Path::Wgmma, 1, 0, 0, 128));
-         o.wgmma_tma = true;
-         return o;
-       }(),
-       "wgmma R256 BT128 TMA-fed"},
-      {[&] {
-         W4A16Options o = rows256(opt(W4A16Path::Wgmma, 1, 0, 0, 128));
-         o.wgmma_smem_epilogue = false;
-         return o;
-       }(),
-       "wgmma R256 BT128 split1 direct stores"},
       {[] {
          W4A16Options o;
          o.path = W4A16Path::Wgmma;
          o.wgmma_tma = true;
          return o;
        }(),
-       "wgmma TMA-fed"},
+       "wgmma warp-specialised TMA-fed"},
+      {[] {
+         W4A16Options o;
+         o.path = W4A16Path::Wgmma;
+         o.wgmma_tma = true;
+         o.split_k = 1;
+         return o;
+       }(),
+       "wgmma warp-specialised split1"},
+      {[] {
+         W4A16Options o;
+         o.path = W4A16Path::Wgmma;
+         o.wgmma_tma = true;
+         o.split_k = 1;
+         o.wgmma_smem_epilogue = false;
+         return o;
+       }(),
+       "wgmma warp-specialised split1 direct stores"},
       {opt(W4A16Path::Wgmma, 3), "wgmma split3"},
       {[&] {
          W4A16Options o = opt(W4A16Path::Wgmma, 1);
@@ -295,10 +293,6 @@ void check_linear(Rng& rng, bool quick) {
           label += std::string(" (") + (sc.pipe ? "pipe S" + std::to_string(sc.stages) + " " : sc.xs ? "xs " : "") +
                    "R" + std::to_string(sc.rows) + " U" + std::to_string(sc.unroll) + " W" +
                    std::to_string(sc.warps) + " cluster" + std::to_string(sc.split) + ")";
-        }
-        if (taken == W4A16Path::Wgmma) {
-          const WgmmaTile t = w4a16_wgmma_tile(M, c.opt);
-          label += " (R" + std::to_string(t.rows) + " BT" + std::to_string(t.tokens) + ")";
         }
         if (ws_bytes) label += " (" + std::to_string(ws_bytes / (size_t(M) * N * 4)) + " K splits)";
         report("N " + std::to_string(N) + " K " + std::to_string(K) + " M " + std::to_string(M) + " " + label,

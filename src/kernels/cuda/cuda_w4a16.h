@@ -39,11 +39,9 @@ struct W4A16Options {
   // and K split over the CTAs of a cluster (1, 2, 4); wgmma tokens per CTA (64, 128, 256).
   int skinny_rows = 0, skinny_warps = 0, skinny_split = 0;
   int wgmma_tokens = 0;
-  // Wgmma weight rows per CTA (128: 2 warpgroups; 256: 4 warpgroups, at most 128 tokens); 0 = chosen from M.
-  int wgmma_rows = 0;
-  // Feed the wgmma kernel by TMA (one thread, mbarriers) instead of cp.async from every thread. Off: on the H100
-  // it measured slower (M=4096: 4.37 ms vs 3.89 ms on 8192x28672; M=64: 195 us vs 122 us); kept for the
-  // warp-specialised version it would become.
+  // Wgmma: the warp-specialised kernel (a producer warpgroup feeds the stages by TMA through mbarriers; the two
+  // consumer warpgroups only dequantize and issue wgmma) instead of cp.async from every thread with a CTA barrier
+  // per k tile.
   bool wgmma_tma = false;
   // Wgmma without split-K: write y through shared memory in 16-byte row chunks (else 2-byte stores from the
   // accumulator registers).
@@ -68,12 +66,6 @@ struct SkinnyConfig {
   int stages = 0;                        // its ring stages
 };
 SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt = {});
-
-// The wgmma CTA tile w4a16_linear would use (after overrides): weight rows (128: 2 warpgroups, 256: 4) x tokens.
-struct WgmmaTile {
-  int rows = 128, tokens = 64;
-};
-WgmmaTile w4a16_wgmma_tile(int M, const W4A16Options& opt = {});
 
 // Streaming multiprocessors of the current device (cached).
 int device_sm_count();

@@ -26,8 +26,6 @@ namespace {
 using namespace dev;
 
 constexpr int kGroupM = 8;
-// Auto wgmma tile: 256 weight rows x 128 tokens from this M up (less x traffic from L2 per MAC), else 128 rows.
-constexpr int kWgmmaRows256MinM = 1024;
 
 // Grouped raster of a (tiles_m x tiles_n) grid flattened into blockIdx.x.
 __device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* tn) {
@@ -38,28 +36,27 @@ __device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* t
   *tn = (blockIdx.x % group_size) / gm;
 }
 
-// Loads 64-k stages: BT token rows of x (SWIZZLE_128B, rows past M zero-filled), then the kThreads/32 row blocks'
-// packed tiles and scale quads. Every thread of the CTA takes fixed chunks, so the addresses are computed once here
-// and a stage costs each thread a few cp.async (x: BT*8/kThreads chunks, weights: 1, scales: 1 for the first
-// 4 per row block).
+// Loads 64-k stages: BT token rows of x (SWIZZLE_128B, rows past M zero-filled), then the 8 row blocks' packed
+// tiles and scale quads. Every thread of the CTA takes fixed chunks, so the addresses are computed once here and
+// a stage costs each thread a few cp.async (x: BT/32 chunks, weights: 1, scales: 1 for threads < 32).
 template <int BT, int kThreads>
 struct StageLoader {
-  static constexpr int kBlocks = kThreads / 32;  // one 512-byte weight tile (32 chunks) per warp's worth of threads
+  static constexpr int kBlocks = 8;
   static constexpr int kXPer = BT * 8 / kThreads;  // x chunks per thread
-  static_assert(kXPer >= 1, "loader needs at least one x chunk per thread");
+  static_assert(kBlocks * 32 == kThreads && kXPer >= 1, "loader assumes 256 threads and 8 row blocks");
   const uint16_t* xsrc;  // chunk j = 0 of this thread at k = 0 (row m0 + tid/8, k offset 8 * (tid % 8))
   const uint16_t* xany;  // a valid address for zero-filled copies
-  size_t xstride;        // elements between the thread's chunks: kThreads/8 rows
+  size_t xstride;        // elements between the thread's chunks: 32 rows
   int xn;                // chunks of this thread whose row is < M (a prefix of j)
   uint32_t xdst;         // its byte offset in the stage (chunk j adds 32 rows x 128 B)
   const uint4* wsrc;     // lane record of row block tid/32 at k tile 0 (clamped when out of range)
-  const uint4* ssrc;     // scale chunk tid%4 of row block tid/4 at k tile 0 (threads < 4 * kBlocks)
+  const uint4* ssrc;     // scale chunk tid%4 of row block tid/4 at k tile 0 (threads < 32)
   bool wok, sok;
 
   __device__ __forceinline__ StageLoader(const uint16_t* x, int M, int K, int m0, const uint4* wq, const uint4* ws,
                                          int nb0, int n_blocks, int k_tiles) {
     const int tid = threadIdx.x, r0 = tid >> 3, ch = tid & 7;
-    const int rows_left = M - m0 - r0;  // rows r0, r0 + kThreads/8, ... below M
+    const int rows_left = M - m0 - r0;  // rows r0, r0 + 32, ... below M
     xn = rows_left <= 0 ? 0 : min(kXPer, (rows_left + kThreads / 8 - 1) / (kThreads / 8));
     xsrc = x + size_t(m0 + r0) * K + ch * 8;
     xany = x;
@@ -97,19 +94,14 @@ struct StageLoader {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Wgmma path: CTA = ROWS/64 warpgroups; warp w owns row block w (16 rows) of the CTA's ROWS; tokens BT = wgmma N.
-// ROWS = 128 (2 warpgroups, up to 255 registers a thread: BT up to 256) or 256 (4 warpgroups, 128 registers a
-// thread: BT up to 128). At large M the kernel is bound by L2 -> SM traffic, and x dominates it: a stage carries
-// BT x 128 B of x against ROWS x 36 B of weights + scales, so 256 x 128 moves 25 KB per 2 M MACs where 128 x 256
-// moves 36.5 KB.
+// Wgmma path: CTA = 2 warpgroups; warp w owns row block w (16 rows) of the CTA's 128; tokens BT = wgmma N.
 // ---------------------------------------------------------------------------------------------
 
-template <int BT, int ROWS = 128>
+template <int BT>
 struct WgCfg {
-  static_assert((ROWS == 128 && BT <= 256) || (ROWS == 256 && BT <= 128), "accumulators must fit the registers");
-  static constexpr int kThreads = ROWS * 2;
-  static constexpr int kRows = ROWS;
-  static constexpr int kBlocks = kRows / kW4TileN;  // 8 or 16
+  static constexpr int kThreads = 256;
+  static constexpr int kRows = 128;
+  static constexpr int kBlocks = kRows / kW4TileN;  // 8
   static constexpr int kStageBytes = ((BT * 128 + kBlocks * 512 + kBlocks * 64) + 1023) / 1024 * 1024;
   // As many stages as fit in 200 KB (5 at BT 256, 8 at BT 64/128); prefetch distance kStages - 2.
   static constexpr int kStages = std::min(8, (200 * 1024) / kStageBytes);
@@ -129,8 +121,54 @@ __device__ __forceinline__ void load_a(const uint8_t* st_w, const uint8_t* st_s,
   }
 }
 
-template <int BT, int ROWS>
-__global__ void __launch_bounds__(ROWS * 2, 1)
+// Epilogue of the wgmma kernels: the CTA's [BT tokens x ROWS rows] accumulators to y (bf16) or to this split's
+// f32 partials. acc[4j + e] of warp w: weight row 16w + g + 8(e >> 1), token 8j + 2t + (e & 1). With smem_epilogue
+// (and no partials) the tile goes through shared memory ([BT][ROWS + 8] bf16, the 16-byte pad keeping the 2-byte
+// writes conflict-free; free once every copy landed and every wgmma retired, which `sync` - a barrier over the
+// kThreads consumer threads - makes true for all warps) and out in whole 16-byte row chunks: direct 2-byte stores
+// leave y in partial sectors (8 rows x 16 bytes per warp store), and on the short-K shapes (K = 2048: 32 k tiles
+// per CTA) the store tail of each CTA shows.
+template <int BT, int ROWS, int kThreads>
+__device__ __forceinline__ void wgmma_store_tile(const float* acc, uint8_t* smem, int M, int N, int m0, int n0,
+                                                 uint16_t* y, float* partial, bool smem_epilogue, int tid, int warp,
+                                                 int g, int t) {
+  // Named barrier 1 over the kThreads consumer threads (threads 0..kThreads-1; the whole CTA when it has no others).
+  auto sync = [] { asm volatile("bar.sync 1, %0;" ::"n"(kThreads) : "memory"); };
+  const int n_lo = n0 + warp * kW4TileN + g;
+  if (!partial && smem_epilogue) {
+    constexpr int kLd = ROWS + 8;
+    uint16_t* tile = reinterpret_cast<uint16_t*>(smem);
+    sync();
+#pragma unroll
+    for (int j = 0; j < BT / 8; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        tile[(8 * j + 2 * t + (e & 1)) * kLd + warp * kW4TileN + g + 8 * (e >> 1)] = f32_to_bf16_bits(acc[4 * j + e]);
+    sync();
+    const int n_chunks = min(ROWS, N - n0) / 8;  // N % 16 == 0: chunks are whole
+    for (int c = tid; c < BT * (ROWS / 8); c += kThreads) {
+      const int r = c / (ROWS / 8), ch = c % (ROWS / 8), m = m0 + r;
+      if (m < M && ch < n_chunks)
+        *reinterpret_cast<uint4*>(y + size_t(m) * N + n0 + ch * 8) = *reinterpret_cast<const uint4*>(tile + r * kLd + ch * 8);
+    }
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < BT / 8; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int m = m0 + 8 * j + 2 * t + (e & 1), n = n_lo + 8 * (e >> 1);
+      if (m < M && n < N) {
+        if (partial)
+          partial[(size_t(blockIdx.y) * M + m) * N + n] = acc[4 * j + e];
+        else
+          y[size_t(m) * N + n] = f32_to_bf16_bits(acc[4 * j + e]);
+      }
+    }
+}
+
+template <int BT>
+__global__ void __launch_bounds__(256, 1)
     w4a16_wgmma_kernel(const uint16_t* __restrict__ x,  // [M, K] bf16
                        int M, int K,
                        const uint4* __restrict__ wq,  // [N/16, K/64, 32] lane records
@@ -140,7 +178,7 @@ __global__ void __launch_bounds__(ROWS * 2, 1)
                        float* __restrict__ partial,  // [splits, M, N] f32 split-K partials, or nullptr
                        int kt_per_split, int tiles_m, int tiles_n,
                        bool smem_epilogue) {  // y through shared memory in 16-byte chunks (needs 16-byte aligned y)
-  using C = WgCfg<BT, ROWS>;
+  using C = WgCfg<BT>;
   constexpr int S = C::kStages, D = S - 2;  // D stages in flight ahead; 2 slots for the two groups in flight
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -213,60 +251,40 @@ __global__ void __launch_bounds__(ROWS * 2, 1)
   for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
   cp_async_wait<0>();
 
-  // acc[4j + e]: weight row 16*warp + g + 8(e >> 1), token 8j + 2t + (e & 1).
-  const int n_lo = n0 + warp * kW4TileN + g;
-  if (!partial && smem_epilogue) {
-    // Through shared memory (free now: every copy landed, every wgmma retired): [BT][ROWS + 8] bf16, the 16-byte
-    // pad keeping the 2-byte writes conflict-free, then whole 16-byte row chunks to y. Direct 2-byte stores
-    // leave y in partial sectors (8 rows x 16 bytes per warp store): on the short-K shapes (K = 2048: 32 k tiles
-    // per CTA) the store tail of each CTA shows.
-    constexpr int kLd = C::kRows + 8;
-    uint16_t* tile = reinterpret_cast<uint16_t*>(smem);
-    __syncthreads();
-#pragma unroll
-    for (int j = 0; j < BT / 8; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        tile[(8 * j + 2 * t + (e & 1)) * kLd + warp * kW4TileN + g + 8 * (e >> 1)] = f32_to_bf16_bits(acc[4 * j + e]);
-    __syncthreads();
-    const int n_chunks = min(C::kRows, N - n0) / 8;  // N % 16 == 0: chunks are whole
-    for (int c = tid; c < BT * (C::kRows / 8); c += C::kThreads) {
-      const int r = c / (C::kRows / 8), ch = c % (C::kRows / 8), m = m0 + r;
-      if (m < M && ch < n_chunks)
-        *reinterpret_cast<uint4*>(y + size_t(m) * N + n0 + ch * 8) = *reinterpret_cast<const uint4*>(tile + r * kLd + ch * 8);
-    }
-    return;
-  }
-#pragma unroll
-  for (int j = 0; j < BT / 8; j++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-      const int m = m0 + 8 * j + 2 * t + (e & 1), n = n_lo + 8 * (e >> 1);
-      if (m < M && n < N) {
-        if (partial)
-          partial[(size_t(blockIdx.y) * M + m) * N + n] = acc[4 * j + e];
-        else
-          y[size_t(m) * N + n] = f32_to_bf16_bits(acc[4 * j + e]);
-      }
-    }
+  wgmma_store_tile<BT, C::kRows, C::kThreads>(acc, smem, M, N, m0, n0, y, partial, smem_epilogue, tid, warp, g, t);
 }
 
-// The same kernel fed by TMA: one thread loads a stage (the x box through a SWIZZLE_128B tensor map, the 8 row
-// blocks' tiles and scales as bulk copies) and arms the stage's mbarrier with the byte count; the other threads
-// only wait on it. Cuts the per-k-tile instruction stream of every warp to the dequant and the wgmma issue.
-template <int BT, int ROWS>
-__global__ void __launch_bounds__(ROWS * 2, 1)
-    w4a16_wgmma_tma_kernel(const __grid_constant__ CUtensorMap xmap,  // x bf16 [M, K], box {64, BT}, SWIZZLE_128B
-                           int M, int K,
-                           const uint8_t* __restrict__ wq,  // [N/16, K/64] 512-byte tiles
-                           const uint8_t* __restrict__ ws,  // [N/16, K/64] 64-byte scale tiles
-                           int N, uint16_t* __restrict__ y, float* __restrict__ partial, int kt_per_split,
-                           int tiles_m, int tiles_n) {
-  using C = WgCfg<BT, ROWS>;
-  constexpr int S = C::kStages, D = S - 2;
+// The same tile, warp-specialised and fed by TMA. Warps 0-7 are the two consumer warpgroups (the dequant and
+// wgmma pipeline above, unchanged); warp 8 is the producer: one lane issues each stage's copies (the x box through
+// a SWIZZLE_128B tensor map, the row blocks' tiles and scales as bulk copies) onto the stage's `full` mbarrier as
+// soon as the consumers have released the slot on its `empty` mbarrier (one arrival per consumer warp, after the
+// wgmma group that read it has retired). The main loop has no CTA-wide barrier and no consumer issues copies, so
+// the warpgroups run at their own pace. The producer is a whole warpgroup (warps 8-11) so that setmaxnreg can move
+// its registers to the consumers: 40 + 2 x 232 per SM sub-partition (the BT 256 consumer needs ~210).
+template <int BT>
+struct WsCfg {
+  static constexpr int kConsumers = 256, kThreads = kConsumers + 128;
+  static constexpr int kProducerRegs = 40, kConsumerRegs = 232;
+  static constexpr int kRows = 128, kBlocks = kRows / kW4TileN;
+  static constexpr int kStageBytes = WgCfg<BT>::kStageBytes;
+  // As many stages as fit in 224 KB (6 at BT 256, 8 at BT 64/128).
+  static constexpr int kStages = std::min(8, (224 * 1024) / kStageBytes);
+  static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the base to 1024
+};
+
+template <int BT>
+__global__ void __launch_bounds__(WsCfg<BT>::kThreads, 1)
+    w4a16_wgmma_ws_kernel(const __grid_constant__ CUtensorMap xmap,  // x bf16 [M, K], box {64, BT}, SWIZZLE_128B
+                          int M, int K,
+                          const uint8_t* __restrict__ wq,  // [N/16, K/64] 512-byte tiles
+                          const uint8_t* __restrict__ ws,  // [N/16, K/64] 64-byte scale tiles
+                          int N, uint16_t* __restrict__ y, float* __restrict__ partial, int kt_per_split,
+                          int tiles_m, int tiles_n, bool smem_epilogue) {
+  using C = WsCfg<BT>;
+  constexpr int S = C::kStages;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  __shared__ __align__(8) uint64_t full[S];
+  __shared__ __align__(8) uint64_t full[S], empty[S];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
   int tm, tn;
@@ -275,51 +293,60 @@ __global__ void __launch_bounds__(ROWS * 2, 1)
   const int k_tiles = K / kW4TileK, n_blocks = N / kW4TileN;
   const int kt_begin = blockIdx.y * kt_per_split;
   const int nk = max(0, min(k_tiles, kt_begin + kt_per_split) - kt_begin);
-  const int n_valid = min(C::kBlocks, n_blocks - nb0);
   auto stage = [&](int i) { return smem + (i % S) * C::kStageBytes; };
-  auto bar = [&](int i) { return smem_addr(&full[i % S]); };
   if (tid == 0) {
-    for (int s = 0; s < S; s++) mbar_init(smem_addr(&full[s]), 1);
+    for (int s = 0; s < S; s++) {
+      mbar_init(smem_addr(&full[s]), 1);
+      mbar_init(smem_addr(&empty[s]), C::kConsumers / 32);
+    }
     mbar_init_fence();
   }
   __syncthreads();
-  auto produce = [&](int i) {  // thread 0 only
-    const uint32_t st = smem_addr(stage(i)), b = bar(i);
-    const int kt = kt_begin + i;
-    mbar_expect_tx(b, uint32_t(BT * 128 + n_valid * (512 + 64)));
-    tma_load_2d(st, &xmap, kt * kW4TileK, m0, b);
-    for (int r = 0; r < n_valid; r++) {
-      const size_t tile = w4_tile_index(nb0 + r, kt, k_tiles);
-      bulk_load(st + BT * 128 + r * 512, wq + tile * 512, 512, b);
-      bulk_load(st + BT * 128 + C::kBlocks * 512 + r * 64, ws + tile * 64, 64, b);
+
+  if (warp >= C::kConsumers / 32) {  // producer warpgroup: one lane works
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(C::kProducerRegs));
+    if (warp == C::kConsumers / 32 && lane == 0) {
+      const int n_valid = min(C::kBlocks, n_blocks - nb0);
+      for (int i = 0; i < nk; i++) {
+        if (i >= S) mbar_wait(smem_addr(&empty[i % S]), uint32_t((i / S - 1) & 1));  // use i - S released
+        const uint32_t st = smem_addr(stage(i)), b = smem_addr(&full[i % S]);
+        const int kt = kt_begin + i;
+        mbar_expect_tx(b, uint32_t(BT * 128 + n_valid * (512 + 64)));
+        tma_load_2d(st, &xmap, kt * kW4TileK, m0, b);
+        for (int r = 0; r < n_valid; r++) {
+          const size_t tile = w4_tile_index(nb0 + r, kt, k_tiles);
+          bulk_load(st + BT * 128 + r * 512, wq + tile * 512, 512, b);
+          bulk_load(st + BT * 128 + C::kBlocks * 512 + r * 64, ws + tile * 64, 64, b);
+        }
+      }
     }
-  };
+    return;  // copies in flight complete into shared memory, which lives until the consumers finish
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(C::kConsumerRegs));
 
   float acc[BT / 2];
 #pragma unroll
   for (int i = 0; i < BT / 2; i++) acc[i] = 0.f;
-
-  if (tid == 0)
-    for (int s = 0; s < D && s < nk; s++) produce(s);
   uint32_t a[2][4][4];
   if (nk > 0) {
-    mbar_wait(bar(0), 0);
+    mbar_wait(smem_addr(&full[0]), 0);
     load_a(stage(0) + BT * 128, stage(0) + BT * 128 + C::kBlocks * 512, warp, lane, a[0]);
   }
+  // Iteration i issues group i, dequantizes stage i+1 while it runs, waits for group i-1 and then releases stage
+  // i-1 (its x was read by group i-1, its weights by the ld.shared of iteration i-2).
   auto step = [&](int i, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
     const uint32_t xs = smem_addr(stage(i));
     wgmma_fence();
 #pragma unroll
     for (int s = 0; s < 4; s++) wgmma_rs<BT>(acc, cur[s], wgmma_desc_sw128(xs + 32 * s));
     wgmma_commit();
-    __syncthreads();  // every warpgroup is past its wait for group i-2: the slot of stage i-2 is free
-    if (tid == 0 && i + D < nk) produce(i + D);
     uint32_t tmp[4][4];
     if (i + 1 < nk) {
-      mbar_wait(bar(i + 1), uint32_t(((i + 1) / S) & 1));
+      mbar_wait(smem_addr(&full[(i + 1) % S]), uint32_t(((i + 1) / S) & 1));
       load_a(stage(i + 1) + BT * 128, stage(i + 1) + BT * 128 + C::kBlocks * 512, warp, lane, tmp);
     }
-    wgmma_wait<1>();  // group i-1 done: its A registers (nxt) may be rewritten
+    wgmma_wait<1>();  // group i-1 done: its A registers (nxt) may be rewritten, its stage released
+    if (i >= 1 && lane == 0) mbar_arrive(smem_addr(&empty[(i - 1) % S]));
 #pragma unroll
     for (int s = 0; s < 4; s++)
 #pragma unroll
@@ -342,20 +369,7 @@ __global__ void __launch_bounds__(ROWS * 2, 1)
     }
 #pragma unroll
   for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
-
-  const int n_lo = n0 + warp * kW4TileN + g;
-#pragma unroll
-  for (int j = 0; j < BT / 8; j++)
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-      const int m = m0 + 8 * j + 2 * t + (e & 1), n = n_lo + 8 * (e >> 1);
-      if (m < M && n < N) {
-        if (partial)
-          partial[(size_t(blockIdx.y) * M + m) * N + n] = acc[4 * j + e];
-        else
-          y[size_t(m) * N + n] = f32_to_bf16_bits(acc[4 * j + e]);
-      }
-    }
+  wgmma_store_tile<BT, C::kRows, C::kConsumers>(acc, smem, M, N, m0, n0, y, partial, smem_epilogue, tid, warp, g, t);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -540,28 +554,15 @@ SplitPlan plan_split(int M, int N, int K, int BM, int BN, int split_opt, size_t 
   return p;
 }
 
-}  // namespace
-
-WgmmaTile w4a16_wgmma_tile(int M, const W4A16Options& opt) {
-  WgmmaTile t;
-  t.rows = opt.wgmma_rows == 128 || opt.wgmma_rows == 256 ? opt.wgmma_rows : M >= kWgmmaRows256MinM ? 256 : 128;
-  if (opt.wgmma_tokens == 64 || opt.wgmma_tokens == 128 || opt.wgmma_tokens == 256)
-    t.tokens = opt.wgmma_tokens;
-  else
-    t.tokens = M > 128 ? 256 : M > 64 ? 128 : 64;
-  if (t.rows == 256) t.tokens = std::min(t.tokens, 128);
-  return t;
+int wgmma_tokens(int M, const W4A16Options& opt) {
+  if (opt.wgmma_tokens == 64 || opt.wgmma_tokens == 128 || opt.wgmma_tokens == 256) return opt.wgmma_tokens;
+  return M > 128 ? 256 : M > 64 ? 128 : 64;
 }
-
-namespace {
 
 W4A16Path resolve_path(W4A16Path p, int M) { return p == W4A16Path::Auto ? w4a16_auto_path(M) : p; }
 
 SplitPlan plan_for(W4A16Path path, int M, int N, int K, const W4A16Options& opt, size_t ws_avail) {
-  if (path == W4A16Path::Wgmma) {
-    const WgmmaTile t = w4a16_wgmma_tile(M, opt);
-    return plan_split(M, N, K, t.tokens, t.rows, opt.split_k, ws_avail);
-  }
+  if (path == W4A16Path::Wgmma) return plan_split(M, N, K, wgmma_tokens(M, opt), 128, opt.split_k, ws_avail);
   return plan_split(M, N, K, TiledCfg::BM, TiledCfg::BN, opt.split_k, ws_avail);
 }
 
@@ -592,26 +593,25 @@ bool make_x_map(CUtensorMap* map, const uint16_t* x, int M, int K, int BT) {
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int BT, int ROWS>
+template <int BT>
 void launch_wgmma(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
                   const SplitPlan& p, cudaStream_t s, bool allow_tma, bool smem_epilogue) {
-  using C = WgCfg<BT, ROWS>;
   CUtensorMap map;
+  const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
+  const bool smem_epi = smem_epilogue && reinterpret_cast<uintptr_t>(y) % 16 == 0;
   if (allow_tma && make_x_map(&map, x, M, K, BT)) {
-    static std::atomic<uint64_t> done_tma{0};
-    ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_tma_kernel<BT, ROWS>), C::kSmemBytes, done_tma);
-    const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
-    w4a16_wgmma_tma_kernel<BT, ROWS><<<grid, C::kThreads, C::kSmemBytes, s>>>(
+    using C = WsCfg<BT>;
+    static std::atomic<uint64_t> done_ws{0};
+    ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_ws_kernel<BT>), C::kSmemBytes, done_ws);
+    w4a16_wgmma_ws_kernel<BT><<<grid, C::kThreads, C::kSmemBytes, s>>>(
         map, M, K, reinterpret_cast<const uint8_t*>(w.packed), reinterpret_cast<const uint8_t*>(w.scales), w.n_out, y,
-        partial, p.kt_per_split, p.tiles_m, p.tiles_n);
+        partial, p.kt_per_split, p.tiles_m, p.tiles_n, smem_epi);
     STRATA_CUDA_CHECK_LAUNCH();
     return;
   }
   static std::atomic<uint64_t> done{0};
-  ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT, ROWS>), C::kSmemBytes, done);
-  const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
-  const bool smem_epi = smem_epilogue && reinterpret_cast<uintptr_t>(y) % 16 == 0;
-  w4a16_wgmma_kernel<BT, ROWS><<<grid, C::kThreads, C::kSmemBytes, s>>>(
+  ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT>), WgCfg<BT>::kSmemBytes, done);
+  w4a16_wgmma_kernel<BT><<<grid, WgCfg<BT>::kThreads, WgCfg<BT>::kSmemBytes, s>>>(
       x, M, K, reinterpret_cast<const uint4*>(w.packed), reinterpret_cast<const uint4*>(w.scales), w.n_out, y,
       partial, p.kt_per_split, p.tiles_m, p.tiles_n, smem_epi);
   STRATA_CUDA_CHECK_LAUNCH();
@@ -742,6 +742,15 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
     //   blocks: at R4 and 16 tokens the x bytes per stage almost equal the weight bytes).
     c.rows = fits(4, 4, 5) && k_tiles >= 64 ? 4 : fits(2, 4, 5) ? 2 : 1;
     if (M > 8 && fits(8, 4, 5) && k_tiles >= 64) c.rows = 8;
+    // ... or R7 where its grid fills the two 4-warp CTA slots per SM better: 28672x8192 gives 256 R7 CTAs for 264
+    // slots (97%) against 224 R8 CTAs (85%); M=16 44.8 vs 51.1 us on the H200.
+    if (c.rows == 8 && n_blocks % 7 == 0) {
+      auto fill = [&](int r) {
+        const int ctas = n_blocks / r, slots = 2 * sms, waves = (ctas + slots - 1) / slots;
+        return double(ctas) / double(waves * slots);
+      };
+      if (fill(7) > fill(8)) c.rows = 7;
+    }
     // M <= 8, long K: R14 (8 warps, 3 stages, one CTA per SM) when its grid fills >= 90% of the SMs in one wave
     // and R4's last wave does not. 28672x8192: R4 puts 448 CTAs on 132 SMs (some SMs run 4, some 3: the busiest
     // move 1.18x the mean bytes); R14 gives 128 equal CTAs: 44.8 -> 38.1 us on the H200.
@@ -773,11 +782,11 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
   const int ctas = n_blocks / c.rows;
   c.warps = 2 * ctas >= 3 * sms ? 8 : 16;
   while (c.warps > 4 && k_tiles < c.warps) c.warps /= 2;
+  // R8 (and R7 at M > 8) with >= 1.5 CTAs per SM: 4 warps measured best (28672x8192 M = 16 on the H200: R8 W4
+  // 50.4 us, W8 52.4 us; R7 W4 44.8 us, W8 52.5 us).
+  if (c.rows == 8 || (c.rows == 7 && M > 8)) c.warps = 2 * ctas >= 3 * sms ? 4 : 8;
   if (opt.skinny_warps == 4 || opt.skinny_warps == 8 || opt.skinny_warps == 16) c.warps = opt.skinny_warps;
-  // The R = 8 kernel is built for <= 256 threads; with >= 1.5 CTAs per SM, 4 warps measured best (28672x8192
-  // M = 16: W4 50.4 us, W8 52.4 us on the H200).
-  if (c.rows == 8) c.warps = 2 * ctas >= 3 * sms ? 4 : 8;
-  if (c.rows >= 7) c.warps = std::min(c.warps, 8);
+  if (c.rows >= 7) c.warps = std::min(c.warps, 8);  // R >= 7 kernels are built for <= 256 threads
   if (opt.skinny_split == 1 || opt.skinny_split == 2 || opt.skinny_split == 4) c.split = opt.skinny_split;
   c.split = std::max(1, std::min(c.split, k_tiles / c.warps));
   c.xs = M > 4;
@@ -857,20 +866,14 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
       if (path == W4A16Path::Tiled) {
         launch_tiled(x, M, K, w, y, partial, p, s);
       } else {
-        const WgmmaTile t = w4a16_wgmma_tile(M, opt);
+        const int bt = wgmma_tokens(M, opt);
         const bool tma = opt.wgmma_tma, epi = opt.wgmma_smem_epilogue;
-        if (t.rows == 256) {
-          if (t.tokens == 128)
-            launch_wgmma<128, 256>(x, M, K, w, y, partial, p, s, tma, epi);
-          else
-            launch_wgmma<64, 256>(x, M, K, w, y, partial, p, s, tma, epi);
-        } else if (t.tokens == 256) {
-          launch_wgmma<256, 128>(x, M, K, w, y, partial, p, s, tma, epi);
-        } else if (t.tokens == 128) {
-          launch_wgmma<128, 128>(x, M, K, w, y, partial, p, s, tma, epi);
-        } else {
-          launch_wgmma<64, 128>(x, M, K, w, y, partial, p, s, tma, epi);
-        }
+        if (bt == 256)
+          launch_wgmma<256>(x, M, K, w, y, partial, p, s, tma, epi);
+        else if (bt == 128)
+          launch_wgmma<128>(x, M, K, w, y, partial, p, s, tma, epi);
+        else
+          launch_wgmma<64>(x, M, K, w, y, partial, p, s, tma, epi);
       }
       if (partial) {
         const size_t n4 = size_t(M) * size_t(N) / 4;

@@ -322,8 +322,11 @@ inline int skinny_pipe_stages(int mt, int rows, int warps, size_t budget, int re
   return st;
 }
 
-// Whether the pipelined kernel applies the group scales in f32 to exact biased codes (else bf16 dequant).
-__host__ __device__ constexpr bool skinny_pipe_f32_scale(int mt, int rows) { return mt == 1 || rows != 4; }
+// Whether the pipelined kernel applies the group scales in f32 to exact biased codes (else bf16 dequant): at
+// MT 1, and at MT 2 from R 7 up. At MT 2 the sum-of-x mmas (8 per stage, shared by the R row blocks) cost more
+// than the dequant they save below R 7 (H200, M=16: R1 and R2 6-14% slower, R7 and R8 2-6% faster), and R4 would
+// spill at 512 threads.
+__host__ __device__ constexpr bool skinny_pipe_f32_scale(int mt, int rows) { return mt == 1 || rows >= 7; }
 
 // R >= 7 needs more than 128 registers at MT 2: at most 8 warps. R = 7 and 14 exist for N = 28672 (1792 row
 // blocks): 256 or 128 equal CTAs, where R4 leaves 448 CTAs on 132 SMs unevenly (some SMs run 4, some 3).
@@ -335,8 +338,6 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
   using namespace dev;
   using St = PipeStage<MT, R>;
   constexpr int kVals = R * MT * 4;
-  // f32 group scales (below) everywhere but MT 2 x R 4, which would spill at 512 threads with the extra
-  // accumulators; that one keeps the bf16 dequant.
   constexpr bool kF32Scale = skinny_pipe_f32_scale(MT, R);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
   const int n_split = gridDim.z, kw = blockIdx.z * n_warps + warp, kw_total = n_split * n_warps;
