@@ -349,14 +349,15 @@ void bench_gemm(Env& env) {
                   row += b;
                 }
         } else {
-          for (bool ws : {false, true})
+          for (int ws : {0, 1, 2})  // cp.async; warp-specialised; warp-specialised with 2-CTA x multicast
             for (int bt : {64, 128, 256}) {
               W4A16Options o;
               o.path = W4A16Path::Wgmma;
               o.wgmma_tokens = bt;
-              o.wgmma_tma = ws;
+              o.wgmma_tma = ws > 0;
+              o.wgmma_multicast = ws == 2;
               char b[64];
-              std::snprintf(b, sizeof b, " wgmma%s BT%d %.1f |", ws ? " ws" : "", bt, run(o));
+              std::snprintf(b, sizeof b, " wgmma%s BT%d %.1f |", ws == 2 ? " ws mc" : ws ? " ws" : "", bt, run(o));
               row += b;
             }
           W4A16Options o;

@@ -231,7 +231,7 @@ void check_linear(Rng& rng, bool quick) {
          o.wgmma_tma = true;
          return o;
        }(),
-       "wgmma warp-specialised TMA-fed"},
+       "wgmma warp-specialised (2-CTA multicast)"},
       {[] {
          W4A16Options o;
          o.path = W4A16Path::Wgmma;
@@ -249,6 +249,32 @@ void check_linear(Rng& rng, bool quick) {
          return o;
        }(),
        "wgmma warp-specialised split1 direct stores"},
+      {[] {
+         W4A16Options o;
+         o.path = W4A16Path::Wgmma;
+         o.wgmma_tma = true;
+         o.wgmma_multicast = false;
+         return o;
+       }(),
+       "wgmma warp-specialised, no multicast"},
+      {[] {
+         W4A16Options o;
+         o.path = W4A16Path::Wgmma;
+         o.wgmma_tma = true;
+         o.wgmma_multicast = false;
+         o.split_k = 3;
+         return o;
+       }(),
+       "wgmma warp-specialised, no multicast, split3"},
+      {[] {
+         W4A16Options o;
+         o.path = W4A16Path::Wgmma;
+         o.wgmma_tma = true;
+         o.split_k = 3;
+         o.wgmma_tokens = 256;
+         return o;
+       }(),
+       "wgmma warp-specialised BT256 split3"},
       {opt(W4A16Path::Wgmma, 3), "wgmma split3"},
       {[&] {
          W4A16Options o = opt(W4A16Path::Wgmma, 1);

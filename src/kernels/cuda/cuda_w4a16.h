@@ -43,6 +43,8 @@ struct W4A16Options {
   // consumer warpgroups only dequantize and issue wgmma) instead of cp.async from every thread with a CTA barrier
   // per k tile.
   bool wgmma_tma = false;
+  // ... as 2-CTA clusters sharing each x tile through TMA multicast (when the row tiles pair up).
+  bool wgmma_multicast = true;
   // Wgmma without split-K: write y through shared memory in 16-byte row chunks (else 2-byte stores from the
   // accumulator registers).
   bool wgmma_smem_epilogue = true;

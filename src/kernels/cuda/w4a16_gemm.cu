@@ -27,13 +27,14 @@ using namespace dev;
 
 constexpr int kGroupM = 8;
 
-// Grouped raster of a (tiles_m x tiles_n) grid flattened into blockIdx.x.
-__device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* tn) {
+// Grouped raster of a (tiles_m x tiles_n) grid flattened into index (blockIdx.x unless given).
+__device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* tn, int index = -1) {
+  const int b = index < 0 ? int(blockIdx.x) : index;
   const int group_size = kGroupM * tiles_n;
-  const int group = blockIdx.x / group_size, first_m = group * kGroupM;
+  const int group = b / group_size, first_m = group * kGroupM;
   const int gm = min(tiles_m - first_m, kGroupM);
-  *tm = first_m + (blockIdx.x % group_size) % gm;
-  *tn = (blockIdx.x % group_size) / gm;
+  *tm = first_m + (b % group_size) % gm;
+  *tn = (b % group_size) / gm;
 }
 
 // Loads 64-k stages: BT token rows of x (SWIZZLE_128B, rows past M zero-filled), then the 8 row blocks' packed
@@ -255,13 +256,18 @@ __global__ void __launch_bounds__(256, 1)
 }
 
 // The same tile, warp-specialised and fed by TMA. Warps 0-7 are the two consumer warpgroups (the dequant and
-// wgmma pipeline above, unchanged); warp 8 is the producer: one lane issues each stage's copies (the x box through
-// a SWIZZLE_128B tensor map, the row blocks' tiles and scales as bulk copies) onto the stage's `full` mbarrier as
-// soon as the consumers have released the slot on its `empty` mbarrier (one arrival per consumer warp, after the
-// wgmma group that read it has retired). The main loop has no CTA-wide barrier and no consumer issues copies, so
-// the warpgroups run at their own pace. The producer is a whole warpgroup (warps 8-11) so that setmaxnreg can move
-// its registers to the consumers: 40 + 2 x 232 per SM sub-partition (the BT 256 consumer needs ~210).
-template <int BT>
+// wgmma pipeline above, unchanged); warps 8-11 the producer warpgroup, of which one lane issues each stage's three
+// copies (the x box through a SWIZZLE_128B tensor map; the 8 row blocks' tiles and scales through 3-D tensor
+// maps) onto the stage's `full` mbarrier as soon as the consumers have released the slot on its `empty` mbarrier
+// (one arrival per consumer warp, after the wgmma group that read it has retired). The main loop has no CTA-wide
+// barrier and no consumer issues copies, so the warpgroups run at their own pace. The producer is a whole
+// warpgroup so that setmaxnreg can move its registers to the consumers: 40 + 2 x 232 per SM sub-partition (the
+// BT 256 consumer needs ~210).
+// CL = 2: the two CTAs of a cluster take adjacent 128-row tiles of the same BT tokens, and each loads half of
+// the x box into both (TMA multicast), so x - most of the bytes a stage moves from L2 (BT x 128 B against 4.5 KB
+// of weights and scales) - is read once per pair. A slot is then free only when the consumers of both CTAs have
+// released it: each consumer warp arrives on the `empty` barrier of both, and the CTAs leave together.
+template <int BT, int CL>
 struct WsCfg {
   static constexpr int kConsumers = 256, kThreads = kConsumers + 128;
   static constexpr int kProducerRegs = 40, kConsumerRegs = 232;
@@ -272,104 +278,117 @@ struct WsCfg {
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the base to 1024
 };
 
-template <int BT>
-__global__ void __launch_bounds__(WsCfg<BT>::kThreads, 1)
-    w4a16_wgmma_ws_kernel(const __grid_constant__ CUtensorMap xmap,  // x bf16 [M, K], box {64, BT}, SWIZZLE_128B
-                          int M, int K,
-                          const uint8_t* __restrict__ wq,  // [N/16, K/64] 512-byte tiles
-                          const uint8_t* __restrict__ ws,  // [N/16, K/64] 64-byte scale tiles
-                          int N, uint16_t* __restrict__ y, float* __restrict__ partial, int kt_per_split,
-                          int tiles_m, int tiles_n, bool smem_epilogue) {
-  using C = WsCfg<BT>;
+template <int BT, int CL>
+__global__ void __launch_bounds__(WsCfg<BT, CL>::kThreads, 1)
+    w4a16_wgmma_ws_kernel(const __grid_constant__ CUtensorMap xmap,  // x bf16 [M, K], box {64, BT / CL}, SWIZZLE_128B
+                          const __grid_constant__ CUtensorMap wmap,  // tiles u32 [N/16][K/64][128], box {128, 1, 8}
+                          const __grid_constant__ CUtensorMap smap,  // scales u32 [N/16][K/64][16], box {16, 1, 8}
+                          int M, int K, int N, uint16_t* __restrict__ y, float* __restrict__ partial,
+                          int kt_per_split, int tiles_m, int tiles_n, bool smem_epilogue) {
+  using C = WsCfg<BT, CL>;
   constexpr int S = C::kStages;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   __shared__ __align__(8) uint64_t full[S], empty[S];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
+  const uint32_t rank = CL > 1 ? cluster_ctarank() : 0;
   int tm, tn;
-  raster(tiles_m, tiles_n, &tm, &tn);
+  raster(tiles_m, tiles_n / CL, &tm, &tn, int(blockIdx.x) / CL);
+  tn = tn * CL + int(rank);
   const int m0 = tm * BT, n0 = tn * C::kRows, nb0 = n0 / kW4TileN;
-  const int k_tiles = K / kW4TileK, n_blocks = N / kW4TileN;
+  const int k_tiles = K / kW4TileK;
   const int kt_begin = blockIdx.y * kt_per_split;
   const int nk = max(0, min(k_tiles, kt_begin + kt_per_split) - kt_begin);
   auto stage = [&](int i) { return smem + (i % S) * C::kStageBytes; };
   if (tid == 0) {
     for (int s = 0; s < S; s++) {
       mbar_init(smem_addr(&full[s]), 1);
-      mbar_init(smem_addr(&empty[s]), C::kConsumers / 32);
+      mbar_init(smem_addr(&empty[s]), CL * C::kConsumers / 32);
     }
     mbar_init_fence();
   }
-  __syncthreads();
+  if constexpr (CL > 1)
+    cluster_sync();  // the peer's barriers exist before any multicast or remote arrival reaches them
+  else
+    __syncthreads();
 
-  if (warp >= C::kConsumers / 32) {  // producer warpgroup: one lane works
+  if (warp >= C::kConsumers / 32) {  // producer warpgroup
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(C::kProducerRegs));
     if (warp == C::kConsumers / 32 && lane == 0) {
-      const int n_valid = min(C::kBlocks, n_blocks - nb0);
       for (int i = 0; i < nk; i++) {
         if (i >= S) mbar_wait(smem_addr(&empty[i % S]), uint32_t((i / S - 1) & 1));  // use i - S released
         const uint32_t st = smem_addr(stage(i)), b = smem_addr(&full[i % S]);
         const int kt = kt_begin + i;
-        mbar_expect_tx(b, uint32_t(BT * 128 + n_valid * (512 + 64)));
-        tma_load_2d(st, &xmap, kt * kW4TileK, m0, b);
-        for (int r = 0; r < n_valid; r++) {
-          const size_t tile = w4_tile_index(nb0 + r, kt, k_tiles);
-          bulk_load(st + BT * 128 + r * 512, wq + tile * 512, 512, b);
-          bulk_load(st + BT * 128 + C::kBlocks * 512 + r * 64, ws + tile * 64, 64, b);
-        }
+        // Out-of-range token rows and row blocks are zero-filled and count like the others.
+        mbar_expect_tx(b, uint32_t(BT * 128 + C::kBlocks * (512 + 64)));
+        if constexpr (CL > 1)
+          tma_load_2d_multicast(st + rank * (BT / CL) * 128, &xmap, kt * kW4TileK, m0 + int(rank) * (BT / CL), b,
+                                uint16_t((1u << CL) - 1));
+        else
+          tma_load_2d(st, &xmap, kt * kW4TileK, m0, b);
+        tma_load_3d(st + BT * 128, &wmap, 0, kt, nb0, b);
+        tma_load_3d(st + BT * 128 + C::kBlocks * 512, &smap, 0, kt, nb0, b);
       }
     }
-    return;  // copies in flight complete into shared memory, which lives until the consumers finish
-  }
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(C::kConsumerRegs));
-
-  float acc[BT / 2];
+  } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(C::kConsumerRegs));
+    float acc[BT / 2];
 #pragma unroll
-  for (int i = 0; i < BT / 2; i++) acc[i] = 0.f;
-  uint32_t a[2][4][4];
-  if (nk > 0) {
-    mbar_wait(smem_addr(&full[0]), 0);
-    load_a(stage(0) + BT * 128, stage(0) + BT * 128 + C::kBlocks * 512, warp, lane, a[0]);
-  }
-  // Iteration i issues group i, dequantizes stage i+1 while it runs, waits for group i-1 and then releases stage
-  // i-1 (its x was read by group i-1, its weights by the ld.shared of iteration i-2).
-  auto step = [&](int i, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
-    const uint32_t xs = smem_addr(stage(i));
-    wgmma_fence();
-#pragma unroll
-    for (int s = 0; s < 4; s++) wgmma_rs<BT>(acc, cur[s], wgmma_desc_sw128(xs + 32 * s));
-    wgmma_commit();
-    uint32_t tmp[4][4];
-    if (i + 1 < nk) {
-      mbar_wait(smem_addr(&full[(i + 1) % S]), uint32_t(((i + 1) / S) & 1));
-      load_a(stage(i + 1) + BT * 128, stage(i + 1) + BT * 128 + C::kBlocks * 512, warp, lane, tmp);
+    for (int i = 0; i < BT / 2; i++) acc[i] = 0.f;
+    uint32_t a[2][4][4];
+    if (nk > 0) {
+      mbar_wait(smem_addr(&full[0]), 0);
+      load_a(stage(0) + BT * 128, stage(0) + BT * 128 + C::kBlocks * 512, warp, lane, a[0]);
     }
-    wgmma_wait<1>();  // group i-1 done: its A registers (nxt) may be rewritten, its stage released
-    if (i >= 1 && lane == 0) mbar_arrive(smem_addr(&empty[(i - 1) % S]));
+    // Iteration i issues group i, dequantizes stage i+1 while it runs, waits for group i-1 and then releases stage
+    // i-1 (its x was read by group i-1, its weights by the ld.shared of iteration i-2).
+    auto step = [&](int i, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
+      const uint32_t xs = smem_addr(stage(i));
+      wgmma_fence();
+#pragma unroll
+      for (int s = 0; s < 4; s++) wgmma_rs<BT>(acc, cur[s], wgmma_desc_sw128(xs + 32 * s));
+      wgmma_commit();
+      uint32_t tmp[4][4];
+      if (i + 1 < nk) {
+        mbar_wait(smem_addr(&full[(i + 1) % S]), uint32_t(((i + 1) / S) & 1));
+        load_a(stage(i + 1) + BT * 128, stage(i + 1) + BT * 128 + C::kBlocks * 512, warp, lane, tmp);
+      }
+      wgmma_wait<1>();  // group i-1 done: its A registers (nxt) may be rewritten, its stage released
+      if (i >= 1 && lane == 0) {
+        const uint32_t e = smem_addr(&empty[(i - 1) % S]);
+        if constexpr (CL > 1)
+#pragma unroll
+          for (int c = 0; c < CL; c++) mbar_arrive_cluster(e, uint32_t(c));
+        else
+          mbar_arrive(e);
+      }
+#pragma unroll
+      for (int s = 0; s < 4; s++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+          fence_operand(nxt[s][r]);
+          if (i + 1 < nk) nxt[s][r] = tmp[s][r];
+        }
+    };
+    for (int i = 0; i < nk; i += 2) {
+      step(i, a[0], a[1]);
+      if (i + 1 < nk) step(i + 1, a[1], a[0]);
+    }
+    wgmma_wait<0>();
 #pragma unroll
     for (int s = 0; s < 4; s++)
 #pragma unroll
       for (int r = 0; r < 4; r++) {
-        fence_operand(nxt[s][r]);
-        if (i + 1 < nk) nxt[s][r] = tmp[s][r];
+        fence_operand(a[0][s][r]);
+        fence_operand(a[1][s][r]);
       }
-  };
-  for (int i = 0; i < nk; i += 2) {
-    step(i, a[0], a[1]);
-    if (i + 1 < nk) step(i + 1, a[1], a[0]);
+#pragma unroll
+    for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
+    wgmma_store_tile<BT, C::kRows, C::kConsumers>(acc, smem, M, N, m0, n0, y, partial, smem_epilogue, tid, warp, g, t);
   }
-  wgmma_wait<0>();
-#pragma unroll
-  for (int s = 0; s < 4; s++)
-#pragma unroll
-    for (int r = 0; r < 4; r++) {
-      fence_operand(a[0][s][r]);
-      fence_operand(a[1][s][r]);
-    }
-#pragma unroll
-  for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
-  wgmma_store_tile<BT, C::kRows, C::kConsumers>(acc, smem, M, N, m0, n0, y, partial, smem_epilogue, tid, warp, g, t);
+  // The peer may still arrive on this CTA's barriers (and this one on the peer's) until both are done.
+  if constexpr (CL > 1) cluster_sync();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -593,24 +612,66 @@ bool make_x_map(CUtensorMap* map, const uint16_t* x, int M, int K, int BT) {
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// The packed tiles [N/16][K/64][512 B] and the scale tiles [N/16][K/64][64 B] as 3-D u32 tensors, boxes of one k
+// tile of 8 row blocks (the stage layout).
+bool make_w_maps(CUtensorMap* wmap, CUtensorMap* smap, const W4A16Weight& w) {
+  auto encode = tensor_map_encoder();
+  if (!encode) return false;
+  const cuuint64_t kt = cuuint64_t(w.n_in / kW4TileK), nb = cuuint64_t(w.n_out / kW4TileN);
+  auto one = [&](CUtensorMap* map, void* base, cuuint32_t words) {
+    const cuuint64_t dims[3] = {words, kt, nb};
+    const cuuint64_t strides[2] = {cuuint64_t(words) * 4, kt * words * 4};
+    const cuuint32_t box[3] = {words, 1, 8};
+    const cuuint32_t elem[3] = {1, 1, 1};
+    return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, base, dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                  CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  };
+  return one(wmap, w.packed, 128) && one(smap, w.scales, 16);
+}
+
+template <int BT, int CL>
+bool launch_wgmma_ws(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
+                     const SplitPlan& p, cudaStream_t s, bool smem_epi) {
+  using C = WsCfg<BT, CL>;
+  CUtensorMap xmap, wmap, smap;
+  if (!make_x_map(&xmap, x, M, K, BT / CL) || !make_w_maps(&wmap, &smap, w)) return false;
+  static std::atomic<uint64_t> done{0};
+  auto kernel = w4a16_wgmma_ws_kernel<BT, CL>;
+  ensure_smem(reinterpret_cast<const void*>(kernel), C::kSmemBytes, done);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
+  cfg.blockDim = dim3(unsigned(C::kThreads));
+  cfg.dynamicSmemBytes = C::kSmemBytes;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = unsigned(CL);
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = CL > 1 ? 1 : 0;
+  STRATA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, xmap, wmap, smap, M, K, w.n_out, y, partial, p.kt_per_split,
+                                       p.tiles_m, p.tiles_n, smem_epi));
+  return true;
+}
+
+// The wgmma tile: the warp-specialised TMA kernel when asked for (the 2-CTA multicast one when asked for and the
+// row tiles pair up) and the tensor maps can be made, else the cp.async kernel.
 template <int BT>
 void launch_wgmma(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
-                  const SplitPlan& p, cudaStream_t s, bool allow_tma, bool smem_epilogue) {
-  CUtensorMap map;
-  const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
-  const bool smem_epi = smem_epilogue && reinterpret_cast<uintptr_t>(y) % 16 == 0;
-  if (allow_tma && make_x_map(&map, x, M, K, BT)) {
-    using C = WsCfg<BT>;
-    static std::atomic<uint64_t> done_ws{0};
-    ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_ws_kernel<BT>), C::kSmemBytes, done_ws);
-    w4a16_wgmma_ws_kernel<BT><<<grid, C::kThreads, C::kSmemBytes, s>>>(
-        map, M, K, reinterpret_cast<const uint8_t*>(w.packed), reinterpret_cast<const uint8_t*>(w.scales), w.n_out, y,
-        partial, p.kt_per_split, p.tiles_m, p.tiles_n, smem_epi);
-    STRATA_CUDA_CHECK_LAUNCH();
-    return;
+                  const SplitPlan& p, cudaStream_t s, const W4A16Options& opt) {
+  const bool smem_epi = opt.wgmma_smem_epilogue && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+  if (opt.wgmma_tma) {
+    if (opt.wgmma_multicast && p.tiles_n % 2 == 0) {
+      if (launch_wgmma_ws<BT, 2>(x, M, K, w, y, partial, p, s, smem_epi)) return;
+    } else if (launch_wgmma_ws<BT, 1>(x, M, K, w, y, partial, p, s, smem_epi)) {
+      return;
+    }
   }
   static std::atomic<uint64_t> done{0};
   ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT>), WgCfg<BT>::kSmemBytes, done);
+  const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
   w4a16_wgmma_kernel<BT><<<grid, WgCfg<BT>::kThreads, WgCfg<BT>::kSmemBytes, s>>>(
       x, M, K, reinterpret_cast<const uint4*>(w.packed), reinterpret_cast<const uint4*>(w.scales), w.n_out, y,
       partial, p.kt_per_split, p.tiles_m, p.tiles_n, smem_epi);
@@ -867,13 +928,12 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
         launch_tiled(x, M, K, w, y, partial, p, s);
       } else {
         const int bt = wgmma_tokens(M, opt);
-        const bool tma = opt.wgmma_tma, epi = opt.wgmma_smem_epilogue;
         if (bt == 256)
-          launch_wgmma<256>(x, M, K, w, y, partial, p, s, tma, epi);
+          launch_wgmma<256>(x, M, K, w, y, partial, p, s, opt);
         else if (bt == 128)
-          launch_wgmma<128>(x, M, K, w, y, partial, p, s, tma, epi);
+          launch_wgmma<128>(x, M, K, w, y, partial, p, s, opt);
         else
-          launch_wgmma<64>(x, M, K, w, y, partial, p, s, tma, epi);
+          launch_wgmma<64>(x, M, K, w, y, partial, p, s, opt);
       }
       if (partial) {
         const size_t n4 = size_t(M) * size_t(N) / 4;
