@@ -388,7 +388,10 @@ __global__ void __launch_bounds__(WsCfg<BT, CL>::kThreads, 1)
     wgmma_store_tile<BT, C::kRows, C::kConsumers>(acc, smem, M, N, m0, n0, y, partial, smem_epilogue, tid, warp, g, t);
   }
   // The peer may still arrive on this CTA's barriers (and this one on the peer's) until both are done.
-  if constexpr (CL > 1) cluster_sync();
+  if constexpr (CL > 1) {
+    __syncwarp();  // the producer's lane 0 rejoins its warp: the cluster barrier is warp-aligned
+    cluster_sync();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -599,7 +602,15 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return fn;
 }
 
-// x bf16 [M, K] as a 2-D tensor map with a {64, BT} box and the 128-byte swizzle wgmma reads.
+// A failed encode is a bug in the maps below (the driver has the encoder): an error, not a silent fallback.
+void check_encode(CUresult r, const char* what) {
+  if (r != CUDA_SUCCESS)
+    throw Error(std::string("w4a16_linear: cuTensorMapEncodeTiled failed for ") + what + " (CUresult " +
+                std::to_string(int(r)) + ")");
+}
+
+// x bf16 [M, K] as a 2-D tensor map with a {64, BT} box and the 128-byte swizzle wgmma reads; false when the driver
+// offers no encoder.
 bool make_x_map(CUtensorMap* map, const uint16_t* x, int M, int K, int BT) {
   auto encode = tensor_map_encoder();
   if (!encode) return false;
@@ -607,9 +618,11 @@ bool make_x_map(CUtensorMap* map, const uint16_t* x, int M, int K, int BT) {
   const cuuint64_t strides[1] = {cuuint64_t(K) * 2};
   const cuuint32_t box[2] = {64, cuuint32_t(BT)};
   const cuuint32_t elem[2] = {1, 1};
-  return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<uint16_t*>(x), dims, strides, box, elem,
-                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  check_encode(encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<uint16_t*>(x), dims, strides, box, elem,
+                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+               "x");
+  return true;
 }
 
 // The packed tiles [N/16][K/64][512 B] and the scale tiles [N/16][K/64][64 B] as 3-D u32 tensors, boxes of one k
@@ -623,11 +636,14 @@ bool make_w_maps(CUtensorMap* wmap, CUtensorMap* smap, const W4A16Weight& w) {
     const cuuint64_t strides[2] = {cuuint64_t(words) * 4, kt * words * 4};
     const cuuint32_t box[3] = {words, 1, 8};
     const cuuint32_t elem[3] = {1, 1, 1};
-    return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, base, dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                  CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    check_encode(encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, base, dims, strides, box, elem,
+                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+                 words == 128 ? "weight tiles" : "scale tiles");
   };
-  return one(wmap, w.packed, 128) && one(smap, w.scales, 16);
+  one(wmap, w.packed, 128);
+  one(smap, w.scales, 16);
+  return true;
 }
 
 template <int BT, int CL>
