@@ -304,9 +304,9 @@ void bench_gemm(Env& env) {
         cfg += std::string(sc.pipe ? " pipe S" + std::to_string(sc.stages) : sc.xs ? " xs" : "") + " R" +
                std::to_string(sc.rows) + " W" + std::to_string(sc.warps) + " C" + std::to_string(sc.split);
       } else {
-        const size_t wsb = w4a16_workspace_bytes(M, N, K);
-        cfg += " BT" + std::to_string(M > 128 ? 256 : M > 64 ? 128 : 64) + " split" +
-               std::to_string(wsb ? wsb / (size_t(M) * N * 4) : 1);
+        const WgmmaConfig wc = w4a16_wgmma_config(M, N, K);
+        cfg += std::string(wc.ws ? " ws" : " cp.async") + " BT" + std::to_string(wc.tokens) + " split" +
+               std::to_string(wc.splits);
       }
       const double flop = 2.0 * M * double(nk);
       const double gbs = double(w4_bytes) / (t_auto * 1e-6) / 1e9;
@@ -349,15 +349,14 @@ void bench_gemm(Env& env) {
                   row += b;
                 }
         } else {
-          for (int ws : {0, 1, 2})  // cp.async; warp-specialised; warp-specialised with 2-CTA x multicast
+          for (int ws : {0, 1})  // the cp.async kernel, the warp-specialised one
             for (int bt : {64, 128, 256}) {
               W4A16Options o;
               o.path = W4A16Path::Wgmma;
               o.wgmma_tokens = bt;
-              o.wgmma_tma = ws > 0;
-              o.wgmma_multicast = ws == 2;
+              o.wgmma_ws = ws;
               char b[64];
-              std::snprintf(b, sizeof b, " wgmma%s BT%d %.1f |", ws == 2 ? " ws mc" : ws ? " ws" : "", bt, run(o));
+              std::snprintf(b, sizeof b, " wgmma %s BT%d %.1f |", ws ? "ws" : "cp.async", bt, run(o));
               row += b;
             }
           W4A16Options o;

@@ -190,6 +190,10 @@ void check_linear(Rng& rng, bool quick) {
     o.skinny_xs = v;
     return o;
   };
+  auto ws = [](W4A16Options o, int v) {  // the wgmma kernel: cp.async (0) or warp-specialised (1)
+    o.wgmma_ws = v;
+    return o;
+  };
   auto stages = [](W4A16Options o, int v) {
     o.skinny_pipe = 1;
     o.skinny_stages = v;
@@ -225,56 +229,19 @@ void check_linear(Rng& rng, bool quick) {
       {opt(W4A16Path::Wgmma, 0, 0, 0, 128), "wgmma BT128"},
       {opt(W4A16Path::Wgmma, 0, 0, 0, 256), "wgmma BT256"},
       {opt(W4A16Path::Wgmma, 1), "wgmma split1"},
-      {[] {
-         W4A16Options o;
-         o.path = W4A16Path::Wgmma;
-         o.wgmma_tma = true;
-         return o;
-       }(),
-       "wgmma warp-specialised (2-CTA multicast)"},
-      {[] {
-         W4A16Options o;
-         o.path = W4A16Path::Wgmma;
-         o.wgmma_tma = true;
-         o.split_k = 1;
-         return o;
-       }(),
-       "wgmma warp-specialised split1"},
-      {[] {
-         W4A16Options o;
-         o.path = W4A16Path::Wgmma;
-         o.wgmma_tma = true;
-         o.split_k = 1;
+      // The wgmma kernels by name (auto takes the warp-specialised one above 64 tokens).
+      {ws(opt(W4A16Path::Wgmma, 1, 0, 0, 256), 0), "wgmma cp.async BT256 split1"},
+      {ws(opt(W4A16Path::Wgmma, 3, 0, 0, 64), 0), "wgmma cp.async BT64 split3"},
+      {ws(opt(W4A16Path::Wgmma, 1, 0, 0, 64), 1), "wgmma warp-specialised BT64 split1"},
+      {ws(opt(W4A16Path::Wgmma, 0, 0, 0, 128), 1), "wgmma warp-specialised BT128"},
+      {ws(opt(W4A16Path::Wgmma, 1, 0, 0, 256), 1), "wgmma warp-specialised BT256 split1"},
+      {ws(opt(W4A16Path::Wgmma, 3, 0, 0, 256), 1), "wgmma warp-specialised BT256 split3"},
+      {[&] {
+         W4A16Options o = ws(opt(W4A16Path::Wgmma, 1), 1);
          o.wgmma_smem_epilogue = false;
          return o;
        }(),
        "wgmma warp-specialised split1 direct stores"},
-      {[] {
-         W4A16Options o;
-         o.path = W4A16Path::Wgmma;
-         o.wgmma_tma = true;
-         o.wgmma_multicast = false;
-         return o;
-       }(),
-       "wgmma warp-specialised, no multicast"},
-      {[] {
-         W4A16Options o;
-         o.path = W4A16Path::Wgmma;
-         o.wgmma_tma = true;
-         o.wgmma_multicast = false;
-         o.split_k = 3;
-         return o;
-       }(),
-       "wgmma warp-specialised, no multicast, split3"},
-      {[] {
-         W4A16Options o;
-         o.path = W4A16Path::Wgmma;
-         o.wgmma_tma = true;
-         o.split_k = 3;
-         o.wgmma_tokens = 256;
-         return o;
-       }(),
-       "wgmma warp-specialised BT256 split3"},
       {opt(W4A16Path::Wgmma, 3), "wgmma split3"},
       {[&] {
          W4A16Options o = opt(W4A16Path::Wgmma, 1);
@@ -319,6 +286,10 @@ void check_linear(Rng& rng, bool quick) {
           label += std::string(" (") + (sc.pipe ? "pipe S" + std::to_string(sc.stages) + " " : sc.xs ? "xs " : "") +
                    "R" + std::to_string(sc.rows) + " U" + std::to_string(sc.unroll) + " W" +
                    std::to_string(sc.warps) + " cluster" + std::to_string(sc.split) + ")";
+        }
+        if (taken == W4A16Path::Wgmma) {
+          const WgmmaConfig wc = w4a16_wgmma_config(M, N, K, c.opt);
+          label += std::string(wc.ws ? " (warp-specialised" : " (cp.async") + " BT" + std::to_string(wc.tokens) + ")";
         }
         if (ws_bytes) label += " (" + std::to_string(ws_bytes / (size_t(M) * N * 4)) + " K splits)";
         report("N " + std::to_string(N) + " K " + std::to_string(K) + " M " + std::to_string(M) + " " + label,

@@ -17,7 +17,7 @@
 //     activations and packed weights cp.async'ed into a 5..8-stage pipeline (x tile SWIZZLE_128B = B from shared
 //     memory), weights dequantized into registers (A from registers, double-buffered: two wgmma groups in flight),
 //     m64nBTk16 with f32 accumulation; split-K over CTAs (f32 partials in a workspace) when the tile grid would not
-//     fill the GPU. A TMA-fed variant exists (W4A16Options::wgmma_tma), slower on the H100 as it stands.
+//     fill the GPU. Above 64 tokens a warp-specialised kernel (TMA producer warpgroup) runs it.
 //   Tiled (any M): the sm_80-style mma.sync version of the same tiling (64x32 warp tiles, ldmatrix); kept as a
 //     cross-check of the wgmma path.
 //   Naive: one thread per output, reads the layout element by element (checks only; slow).
@@ -40,11 +40,9 @@ struct W4A16Options {
   int skinny_rows = 0, skinny_warps = 0, skinny_split = 0;
   int wgmma_tokens = 0;
   // Wgmma: the warp-specialised kernel (a producer warpgroup feeds the stages by TMA through mbarriers; the two
-  // consumer warpgroups only dequantize and issue wgmma) instead of cp.async from every thread with a CTA barrier
-  // per k tile.
-  bool wgmma_tma = false;
-  // ... as 2-CTA clusters sharing each x tile through TMA multicast (when the row tiles pair up).
-  bool wgmma_multicast = true;
+  // consumer warpgroups only dequantize and issue wgmma) (1) or cp.async from every thread with a CTA barrier per
+  // k tile (0); -1 = chosen from M (warp-specialised above 64 tokens).
+  int wgmma_ws = -1;
   // Wgmma without split-K: write y through shared memory in 16-byte row chunks (else 2-byte stores from the
   // accumulator registers).
   bool wgmma_smem_epilogue = true;
@@ -68,6 +66,14 @@ struct SkinnyConfig {
   int stages = 0;                        // its ring stages
 };
 SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt = {});
+
+// The wgmma configuration w4a16_linear would use (after overrides), for reports.
+struct WgmmaConfig {
+  int tokens = 64;  // tokens per CTA tile (the tile is 128 weight rows)
+  bool ws = false;  // the warp-specialised TMA-fed kernel (else cp.async)
+  int splits = 1;   // K slices (split-K)
+};
+WgmmaConfig w4a16_wgmma_config(int M, int N, int K, const W4A16Options& opt = {});
 
 // Streaming multiprocessors of the current device (cached).
 int device_sm_count();

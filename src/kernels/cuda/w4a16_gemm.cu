@@ -26,10 +26,13 @@ namespace {
 using namespace dev;
 
 constexpr int kGroupM = 8;
+// Wgmma: the warp-specialised kernel above this many tokens (H200: 1.2-1.4x the cp.async kernel at M >= 256; equal
+// on the large shapes and 1.1x slower on the small ones at M = 64).
+constexpr int kWgmmaWsMinM = 64;
 
-// Grouped raster of a (tiles_m x tiles_n) grid flattened into index (blockIdx.x unless given).
-__device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* tn, int index = -1) {
-  const int b = index < 0 ? int(blockIdx.x) : index;
+// Grouped raster of a (tiles_m x tiles_n) grid flattened into blockIdx.x.
+__device__ __forceinline__ void raster(int tiles_m, int tiles_n, int* tm, int* tn) {
+  const int b = int(blockIdx.x);
   const int group_size = kGroupM * tiles_n;
   const int group = b / group_size, first_m = group * kGroupM;
   const int gm = min(tiles_m - first_m, kGroupM);
@@ -262,12 +265,12 @@ __global__ void __launch_bounds__(256, 1)
 // (one arrival per consumer warp, after the wgmma group that read it has retired). The main loop has no CTA-wide
 // barrier and no consumer issues copies, so the warpgroups run at their own pace. The producer is a whole
 // warpgroup so that setmaxnreg can move its registers to the consumers: 40 + 2 x 232 per SM sub-partition (the
-// BT 256 consumer needs ~210).
-// CL = 2: the two CTAs of a cluster take adjacent 128-row tiles of the same BT tokens, and each loads half of
-// the x box into both (TMA multicast), so x - most of the bytes a stage moves from L2 (BT x 128 B against 4.5 KB
-// of weights and scales) - is read once per pair. A slot is then free only when the consumers of both CTAs have
-// released it: each consumer warp arrives on the `empty` barrier of both, and the CTAs leave together.
-template <int BT, int CL>
+// BT 256 consumer needs ~210). Loading the weights and scales by two 3-D tensor-map copies instead of 16 bulk
+// copies made this kernel 1.2-1.4x faster than the cp.async one at M >= 256 (H200); with one bulk copy per row
+// block the single producer lane could not keep up below BT 256.
+// Tried and dropped: 2-CTA clusters that multicast each x tile to both CTAs (x read from L2 once per pair, the
+// slot freed by both CTAs' consumers through cluster-scope arrivals): 1.4-2.6x slower than without.
+template <int BT>
 struct WsCfg {
   static constexpr int kConsumers = 256, kThreads = kConsumers + 128;
   static constexpr int kProducerRegs = 40, kConsumerRegs = 232;
@@ -278,24 +281,22 @@ struct WsCfg {
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the base to 1024
 };
 
-template <int BT, int CL>
-__global__ void __launch_bounds__(WsCfg<BT, CL>::kThreads, 1)
-    w4a16_wgmma_ws_kernel(const __grid_constant__ CUtensorMap xmap,  // x bf16 [M, K], box {64, BT / CL}, SWIZZLE_128B
+template <int BT>
+__global__ void __launch_bounds__(WsCfg<BT>::kThreads, 1)
+    w4a16_wgmma_ws_kernel(const __grid_constant__ CUtensorMap xmap,  // x bf16 [M, K], box {64, BT}, SWIZZLE_128B
                           const __grid_constant__ CUtensorMap wmap,  // tiles u32 [N/16][K/64][128], box {128, 1, 8}
                           const __grid_constant__ CUtensorMap smap,  // scales u32 [N/16][K/64][16], box {16, 1, 8}
                           int M, int K, int N, uint16_t* __restrict__ y, float* __restrict__ partial,
                           int kt_per_split, int tiles_m, int tiles_n, bool smem_epilogue) {
-  using C = WsCfg<BT, CL>;
+  using C = WsCfg<BT>;
   constexpr int S = C::kStages;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   __shared__ __align__(8) uint64_t full[S], empty[S];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const uint32_t rank = CL > 1 ? cluster_ctarank() : 0;
   int tm, tn;
-  raster(tiles_m, tiles_n / CL, &tm, &tn, int(blockIdx.x) / CL);
-  tn = tn * CL + int(rank);
+  raster(tiles_m, tiles_n, &tm, &tn);
   const int m0 = tm * BT, n0 = tn * C::kRows, nb0 = n0 / kW4TileN;
   const int k_tiles = K / kW4TileK;
   const int kt_begin = blockIdx.y * kt_per_split;
@@ -304,14 +305,11 @@ __global__ void __launch_bounds__(WsCfg<BT, CL>::kThreads, 1)
   if (tid == 0) {
     for (int s = 0; s < S; s++) {
       mbar_init(smem_addr(&full[s]), 1);
-      mbar_init(smem_addr(&empty[s]), CL * C::kConsumers / 32);
+      mbar_init(smem_addr(&empty[s]), C::kConsumers / 32);
     }
     mbar_init_fence();
   }
-  if constexpr (CL > 1)
-    cluster_sync();  // the peer's barriers exist before any multicast or remote arrival reaches them
-  else
-    __syncthreads();
+  __syncthreads();
 
   if (warp >= C::kConsumers / 32) {  // producer warpgroup
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(C::kProducerRegs));
@@ -322,11 +320,7 @@ __global__ void __launch_bounds__(WsCfg<BT, CL>::kThreads, 1)
         const int kt = kt_begin + i;
         // Out-of-range token rows and row blocks are zero-filled and count like the others.
         mbar_expect_tx(b, uint32_t(BT * 128 + C::kBlocks * (512 + 64)));
-        if constexpr (CL > 1)
-          tma_load_2d_multicast(st + rank * (BT / CL) * 128, &xmap, kt * kW4TileK, m0 + int(rank) * (BT / CL), b,
-                                uint16_t((1u << CL) - 1));
-        else
-          tma_load_2d(st, &xmap, kt * kW4TileK, m0, b);
+        tma_load_2d(st, &xmap, kt * kW4TileK, m0, b);
         tma_load_3d(st + BT * 128, &wmap, 0, kt, nb0, b);
         tma_load_3d(st + BT * 128 + C::kBlocks * 512, &smap, 0, kt, nb0, b);
       }
@@ -355,14 +349,7 @@ __global__ void __launch_bounds__(WsCfg<BT, CL>::kThreads, 1)
         load_a(stage(i + 1) + BT * 128, stage(i + 1) + BT * 128 + C::kBlocks * 512, warp, lane, tmp);
       }
       wgmma_wait<1>();  // group i-1 done: its A registers (nxt) may be rewritten, its stage released
-      if (i >= 1 && lane == 0) {
-        const uint32_t e = smem_addr(&empty[(i - 1) % S]);
-        if constexpr (CL > 1)
-#pragma unroll
-          for (int c = 0; c < CL; c++) mbar_arrive_cluster(e, uint32_t(c));
-        else
-          mbar_arrive(e);
-      }
+      if (i >= 1 && lane == 0) mbar_arrive(smem_addr(&empty[(i - 1) % S]));
 #pragma unroll
       for (int s = 0; s < 4; s++)
 #pragma unroll
@@ -386,11 +373,6 @@ __global__ void __launch_bounds__(WsCfg<BT, CL>::kThreads, 1)
 #pragma unroll
     for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
     wgmma_store_tile<BT, C::kRows, C::kConsumers>(acc, smem, M, N, m0, n0, y, partial, smem_epilogue, tid, warp, g, t);
-  }
-  // The peer may still arrive on this CTA's barriers (and this one on the peer's) until both are done.
-  if constexpr (CL > 1) {
-    __syncwarp();  // the producer's lane 0 rejoins its warp: the cluster barrier is warp-aligned
-    cluster_sync();
   }
 }
 
@@ -581,6 +563,8 @@ int wgmma_tokens(int M, const W4A16Options& opt) {
   return M > 128 ? 256 : M > 64 ? 128 : 64;
 }
 
+bool wgmma_ws(int M, const W4A16Options& opt) { return opt.wgmma_ws == 1 || (opt.wgmma_ws < 0 && M > kWgmmaWsMinM); }
+
 W4A16Path resolve_path(W4A16Path p, int M) { return p == W4A16Path::Auto ? w4a16_auto_path(M) : p; }
 
 SplitPlan plan_for(W4A16Path path, int M, int N, int K, const W4A16Options& opt, size_t ws_avail) {
@@ -646,48 +630,25 @@ bool make_w_maps(CUtensorMap* wmap, CUtensorMap* smap, const W4A16Weight& w) {
   return true;
 }
 
-template <int BT, int CL>
-bool launch_wgmma_ws(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
-                     const SplitPlan& p, cudaStream_t s, bool smem_epi) {
-  using C = WsCfg<BT, CL>;
-  CUtensorMap xmap, wmap, smap;
-  if (!make_x_map(&xmap, x, M, K, BT / CL) || !make_w_maps(&wmap, &smap, w)) return false;
-  static std::atomic<uint64_t> done{0};
-  auto kernel = w4a16_wgmma_ws_kernel<BT, CL>;
-  ensure_smem(reinterpret_cast<const void*>(kernel), C::kSmemBytes, done);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
-  cfg.blockDim = dim3(unsigned(C::kThreads));
-  cfg.dynamicSmemBytes = C::kSmemBytes;
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = unsigned(CL);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = CL > 1 ? 1 : 0;
-  STRATA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, xmap, wmap, smap, M, K, w.n_out, y, partial, p.kt_per_split,
-                                       p.tiles_m, p.tiles_n, smem_epi));
-  return true;
-}
-
-// The wgmma tile: the warp-specialised TMA kernel when asked for (the 2-CTA multicast one when asked for and the
-// row tiles pair up) and the tensor maps can be made, else the cp.async kernel.
+// The wgmma tile: the warp-specialised TMA kernel (W4A16Options::wgmma_ws) when the driver can encode tensor
+// maps, else the cp.async kernel.
 template <int BT>
 void launch_wgmma(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
-                  const SplitPlan& p, cudaStream_t s, const W4A16Options& opt) {
-  const bool smem_epi = opt.wgmma_smem_epilogue && reinterpret_cast<uintptr_t>(y) % 16 == 0;
-  if (opt.wgmma_tma) {
-    if (opt.wgmma_multicast && p.tiles_n % 2 == 0) {
-      if (launch_wgmma_ws<BT, 2>(x, M, K, w, y, partial, p, s, smem_epi)) return;
-    } else if (launch_wgmma_ws<BT, 1>(x, M, K, w, y, partial, p, s, smem_epi)) {
-      return;
-    }
+                  const SplitPlan& p, cudaStream_t s, bool ws, bool smem_epilogue) {
+  const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
+  const bool smem_epi = smem_epilogue && reinterpret_cast<uintptr_t>(y) % 16 == 0;
+  CUtensorMap xmap, wmap, smap;
+  if (ws && make_x_map(&xmap, x, M, K, BT) && make_w_maps(&wmap, &smap, w)) {
+    using C = WsCfg<BT>;
+    static std::atomic<uint64_t> done_ws{0};
+    ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_ws_kernel<BT>), C::kSmemBytes, done_ws);
+    w4a16_wgmma_ws_kernel<BT><<<grid, C::kThreads, C::kSmemBytes, s>>>(xmap, wmap, smap, M, K, w.n_out, y, partial,
+                                                                        p.kt_per_split, p.tiles_m, p.tiles_n, smem_epi);
+    STRATA_CUDA_CHECK_LAUNCH();
+    return;
   }
   static std::atomic<uint64_t> done{0};
   ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT>), WgCfg<BT>::kSmemBytes, done);
-  const dim3 grid(unsigned(p.tiles_m * p.tiles_n), unsigned(p.splits));
   w4a16_wgmma_kernel<BT><<<grid, WgCfg<BT>::kThreads, WgCfg<BT>::kSmemBytes, s>>>(
       x, M, K, reinterpret_cast<const uint4*>(w.packed), reinterpret_cast<const uint4*>(w.scales), w.n_out, y,
       partial, p.kt_per_split, p.tiles_m, p.tiles_n, smem_epi);
@@ -891,6 +852,15 @@ const char* w4a16_path_name(W4A16Path p) {
   return "?";
 }
 
+WgmmaConfig w4a16_wgmma_config(int M, int N, int K, const W4A16Options& opt) {
+  w4a16_check_shape(N, K);
+  WgmmaConfig c;
+  c.tokens = wgmma_tokens(M, opt);
+  c.ws = wgmma_ws(M, opt);
+  c.splits = plan_for(W4A16Path::Wgmma, std::max(M, 1), N, K, opt, SIZE_MAX).splits;
+  return c;
+}
+
 W4A16Path w4a16_auto_path(int M) { return M <= 16 ? W4A16Path::Skinny : W4A16Path::Wgmma; }
 
 size_t w4a16_workspace_bytes(int M, int N, int K, const W4A16Options& opt) {
@@ -944,12 +914,13 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
         launch_tiled(x, M, K, w, y, partial, p, s);
       } else {
         const int bt = wgmma_tokens(M, opt);
+        const bool ws = wgmma_ws(M, opt), epi = opt.wgmma_smem_epilogue;
         if (bt == 256)
-          launch_wgmma<256>(x, M, K, w, y, partial, p, s, opt);
+          launch_wgmma<256>(x, M, K, w, y, partial, p, s, ws, epi);
         else if (bt == 128)
-          launch_wgmma<128>(x, M, K, w, y, partial, p, s, opt);
+          launch_wgmma<128>(x, M, K, w, y, partial, p, s, ws, epi);
         else
-          launch_wgmma<64>(x, M, K, w, y, partial, p, s, opt);
+          launch_wgmma<64>(x, M, K, w, y, partial, p, s, ws, epi);
       }
       if (partial) {
         const size_t n4 = size_t(M) * size_t(N) / 4;
