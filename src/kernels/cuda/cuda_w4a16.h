@@ -1,7 +1,8 @@
 // Public CUDA W4A16 linear: y[M, N] (bf16) = x[M, K] (bf16) . W^T with W an INT4 weight repacked once
 // (w4a16_repack.h); f32 accumulation; each weight enters the tensor cores as bf16((code - 8) * scale), one
 // rounding (Marlin's bf16 path; the CPU reference keeps code * scale exact in f32), except in the pipelined skinny
-// kernel at M <= 8, which feeds the exact codes and applies bias and scale per 32-k group in f32. Hopper (sm_90a).
+// kernel at M <= 8 (and at M <= 16 with R >= 7), which feeds the exact codes and applies bias and scale per 32-k
+// group in f32. Hopper (sm_90a).
 // Not a general GEMM: no bias, no transposes, no fp16; and no CUDA types here (streams are void*).
 //
 // Paths:
@@ -17,7 +18,9 @@
 //     activations and packed weights cp.async'ed into a 5..8-stage pipeline (x tile SWIZZLE_128B = B from shared
 //     memory), weights dequantized into registers (A from registers, double-buffered: two wgmma groups in flight),
 //     m64nBTk16 with f32 accumulation; split-K over CTAs (f32 partials in a workspace) when the tile grid would not
-//     fill the GPU. Above 64 tokens a warp-specialised kernel (TMA producer warpgroup) runs it.
+//     fill the GPU. Above 64 tokens the warp-specialised kernel runs the same tile: a producer warpgroup loads
+//     each stage with three TMA copies (x; weights and scales as 3-D tensor maps) through full/empty mbarriers,
+//     and the consumer warpgroups (setmaxnreg 232) only dequantize and issue wgmma.
 //   Tiled (any M): the sm_80-style mma.sync version of the same tiling (64x32 warp tiles, ldmatrix); kept as a
 //     cross-check of the wgmma path.
 //   Naive: one thread per output, reads the layout element by element (checks only; slow).

@@ -1,6 +1,7 @@
 // CUDA W4A16 linear for Hopper: y[M, N] bf16 = x[M, K] bf16 . W^T, W INT4 in the repacked layout
 // (w4a16_layout.h); skinny (M <= 16), wgmma (M > 16), tiled mma.sync and naive kernels; see cuda_w4a16.h.
-// Not TMA-fed (cp.async fills the wgmma operand tiles) and no bias.
+// No bias. Two wgmma kernels: cp.async-fed (every thread copies) and warp-specialised TMA-fed (the default above 64
+// tokens).
 #include <cuda.h>  // CUtensorMap (types only: the encoder comes from the runtime's driver entry point)
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
