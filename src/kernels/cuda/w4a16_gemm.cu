@@ -172,6 +172,58 @@ __device__ __forceinline__ void wgmma_store_tile(const float* acc, uint8_t* smem
     }
 }
 
+// The consumer side of both wgmma kernels: a warpgroup's dequant + wgmma pipeline over nk k tiles of the stage
+// ring (stage i at stage(i)), up to two wgmma groups in flight. Iteration i issues group i (A from register set
+// i & 1), then - while groups i-1 and i run - calls ready(i) (stage i+1 must be readable when it returns; called
+// on every iteration so that a hook with a CTA barrier stays uniform), dequantizes stage i+1 into temporaries,
+// waits for group i-1, calls retired(i-1) (that group's stage may be refilled) and only then moves the
+// temporaries into the register set group i-1 used. first() makes stage 0 readable. acc [BT/2] f32: see
+// wgmma_store_tile.
+template <int BT, int kBlocks, class Stage, class First, class Ready, class Retired>
+__device__ __forceinline__ void wgmma_mainloop(float (&acc)[BT / 2], int nk, int warp, int lane, Stage stage,
+                                               First first, Ready ready, Retired retired) {
+#pragma unroll
+  for (int i = 0; i < BT / 2; i++) acc[i] = 0.f;
+  uint32_t a[2][4][4];
+  if (nk > 0) {
+    first();
+    load_a(stage(0) + BT * 128, stage(0) + BT * 128 + kBlocks * 512, warp, lane, a[0]);
+  }
+  auto step = [&](int i, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
+    const uint32_t xs = smem_addr(stage(i));
+    wgmma_fence();
+#pragma unroll
+    for (int s = 0; s < 4; s++) wgmma_rs<BT>(acc, cur[s], wgmma_desc_sw128(xs + 32 * s));
+    wgmma_commit();
+    ready(i);
+    uint32_t tmp[4][4];
+    if (i + 1 < nk) load_a(stage(i + 1) + BT * 128, stage(i + 1) + BT * 128 + kBlocks * 512, warp, lane, tmp);
+    wgmma_wait<1>();  // group i-1 done: its A registers (nxt) may be rewritten
+    if (i >= 1) retired(i - 1);
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) {
+        fence_operand(nxt[s][r]);
+        if (i + 1 < nk) nxt[s][r] = tmp[s][r];
+      }
+  };
+  for (int i = 0; i < nk; i += 2) {
+    step(i, a[0], a[1]);
+    if (i + 1 < nk) step(i + 1, a[1], a[0]);
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int s = 0; s < 4; s++)
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      fence_operand(a[0][s][r]);
+      fence_operand(a[1][s][r]);
+    }
+#pragma unroll
+  for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
+}
+
 template <int BT>
 __global__ void __launch_bounds__(256, 1)
     w4a16_wgmma_kernel(const uint16_t* __restrict__ x,  // [M, K] bf16
@@ -198,62 +250,29 @@ __global__ void __launch_bounds__(256, 1)
   auto stage = [&](int i) { return smem + (i % S) * C::kStageBytes; };
   const StageLoader<BT, C::kThreads> loader(x, M, K, m0, wq, ws, nb0, n_blocks, k_tiles);
 
-  float acc[BT / 2];
-#pragma unroll
-  for (int i = 0; i < BT / 2; i++) acc[i] = 0.f;
-
-  // Pipeline: D stages in flight, up to two wgmma groups per warpgroup. Iteration i issues group i (A from
-  // register set i & 1) first, then - while groups i-1 and i run - waits for stage i+1, refills the slot of stage
-  // i-2 (free: every warpgroup waited for group i-2 before this iteration's barrier) with stage i+D, dequantizes
-  // stage i+1 into temporaries, and only then waits for group i-1 and moves them into its register set.
+  // D stages in flight ahead of the one being read; the slot refilled in iteration i is that of stage i-2, free
+  // because every warpgroup waited for group i-2 before this iteration's barrier.
 #pragma unroll
   for (int s = 0; s < D; s++) {
     if (s < nk) loader.load(stage(s), kt_begin + s);
     cp_async_commit();
   }
-  uint32_t a[2][4][4];
-  if (nk > 0) {
-    cp_async_wait<D - 1>();
-    fence_proxy_async();
-    __syncthreads();
-    load_a(stage(0) + BT * 128, stage(0) + BT * 128 + C::kBlocks * 512, warp, lane, a[0]);
-  }
-  auto step = [&](int i, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
-    const uint32_t xs = smem_addr(stage(i));
-    wgmma_fence();
-#pragma unroll
-    for (int s = 0; s < 4; s++) wgmma_rs<BT>(acc, cur[s], wgmma_desc_sw128(xs + 32 * s));
-    wgmma_commit();
-    cp_async_wait<D - 2>();  // stage i+1 landed (this thread's copies)
-    fence_proxy_async();
-    __syncthreads();  // ... every thread's; every warpgroup is past its wait for group i-2
-    if (i + D < nk) loader.load(stage(i + D), kt_begin + i + D);
-    cp_async_commit();
-    uint32_t tmp[4][4];
-    if (i + 1 < nk) load_a(stage(i + 1) + BT * 128, stage(i + 1) + BT * 128 + C::kBlocks * 512, warp, lane, tmp);
-    wgmma_wait<1>();  // group i-1 done: its A registers (nxt) may be rewritten
-#pragma unroll
-    for (int s = 0; s < 4; s++)
-#pragma unroll
-      for (int r = 0; r < 4; r++) {
-        fence_operand(nxt[s][r]);
-        if (i + 1 < nk) nxt[s][r] = tmp[s][r];
-      }
-  };
-  for (int i = 0; i < nk; i += 2) {
-    step(i, a[0], a[1]);
-    if (i + 1 < nk) step(i + 1, a[1], a[0]);
-  }
-  wgmma_wait<0>();
-#pragma unroll
-  for (int s = 0; s < 4; s++)
-#pragma unroll
-    for (int r = 0; r < 4; r++) {
-      fence_operand(a[0][s][r]);
-      fence_operand(a[1][s][r]);
-    }
-#pragma unroll
-  for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
+  float acc[BT / 2];
+  wgmma_mainloop<BT, C::kBlocks>(
+      acc, nk, warp, lane, stage,
+      [&] {
+        cp_async_wait<D - 1>();
+        fence_proxy_async();
+        __syncthreads();
+      },
+      [&](int i) {
+        cp_async_wait<D - 2>();  // stage i+1 landed (this thread's copies)
+        fence_proxy_async();
+        __syncthreads();  // ... every thread's; every warpgroup is past its wait for group i-2
+        if (i + D < nk) loader.load(stage(i + D), kt_begin + i + D);
+        cp_async_commit();
+      },
+      [](int) {});
   cp_async_wait<0>();
 
   wgmma_store_tile<BT, C::kRows, C::kThreads>(acc, smem, M, N, m0, n0, y, partial, smem_epilogue, tid, warp, g, t);
@@ -333,51 +352,17 @@ __global__ void __launch_bounds__(WsCfg<BT>::kThreads, WsCfg<BT>::kMinBlocks)
     }
   } else {
     if constexpr (!C::kSmall) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(C::kConsumerRegs));
+    // Stage i-1 is released once group i-1 has retired: its x was read by that group, its weights by the
+    // ld.shared of iteration i-2.
     float acc[BT / 2];
-#pragma unroll
-    for (int i = 0; i < BT / 2; i++) acc[i] = 0.f;
-    uint32_t a[2][4][4];
-    if (nk > 0) {
-      mbar_wait(smem_addr(&full[0]), 0);
-      load_a(stage(0) + BT * 128, stage(0) + BT * 128 + C::kBlocks * 512, warp, lane, a[0]);
-    }
-    // Iteration i issues group i, dequantizes stage i+1 while it runs, waits for group i-1 and then releases stage
-    // i-1 (its x was read by group i-1, its weights by the ld.shared of iteration i-2).
-    auto step = [&](int i, uint32_t (&cur)[4][4], uint32_t (&nxt)[4][4]) {
-      const uint32_t xs = smem_addr(stage(i));
-      wgmma_fence();
-#pragma unroll
-      for (int s = 0; s < 4; s++) wgmma_rs<BT>(acc, cur[s], wgmma_desc_sw128(xs + 32 * s));
-      wgmma_commit();
-      uint32_t tmp[4][4];
-      if (i + 1 < nk) {
-        mbar_wait(smem_addr(&full[(i + 1) % S]), uint32_t(((i + 1) / S) & 1));
-        load_a(stage(i + 1) + BT * 128, stage(i + 1) + BT * 128 + C::kBlocks * 512, warp, lane, tmp);
-      }
-      wgmma_wait<1>();  // group i-1 done: its A registers (nxt) may be rewritten, its stage released
-      if (i >= 1 && lane == 0) mbar_arrive(smem_addr(&empty[(i - 1) % S]));
-#pragma unroll
-      for (int s = 0; s < 4; s++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-          fence_operand(nxt[s][r]);
-          if (i + 1 < nk) nxt[s][r] = tmp[s][r];
-        }
-    };
-    for (int i = 0; i < nk; i += 2) {
-      step(i, a[0], a[1]);
-      if (i + 1 < nk) step(i + 1, a[1], a[0]);
-    }
-    wgmma_wait<0>();
-#pragma unroll
-    for (int s = 0; s < 4; s++)
-#pragma unroll
-      for (int r = 0; r < 4; r++) {
-        fence_operand(a[0][s][r]);
-        fence_operand(a[1][s][r]);
-      }
-#pragma unroll
-    for (int i = 0; i < BT / 2; i++) fence_operand(acc[i]);
+    wgmma_mainloop<BT, C::kBlocks>(
+        acc, nk, warp, lane, stage, [&] { mbar_wait(smem_addr(&full[0]), 0); },
+        [&](int i) {
+          if (i + 1 < nk) mbar_wait(smem_addr(&full[(i + 1) % S]), uint32_t(((i + 1) / S) & 1));
+        },
+        [&](int i) {
+          if (lane == 0) mbar_arrive(smem_addr(&empty[i % S]));
+        });
     wgmma_store_tile<BT, C::kRows, C::kConsumers>(acc, smem, M, N, m0, n0, y, partial, smem_epilogue, tid, warp, g, t);
   }
 }
