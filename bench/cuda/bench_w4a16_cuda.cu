@@ -245,7 +245,7 @@ void bench_gemm(Env& env) {
     launch_fill_bf16(x, size_t(max_m) * K, seed++, 0.25f, 1.0f, true);
     size_t ws_bytes = 0;
     for (int M : Ms)
-      for (int bt : {8, 16, 64, 128, 256}) {
+      for (int bt : {64, 128, 256}) {
         W4A16Options o;
         o.path = W4A16Path::Wgmma;
         o.wgmma_tokens = bt;
@@ -348,18 +348,6 @@ void bench_gemm(Env& env) {
                                 sc.split, run(o));
                   row += b;
                 }
-          // The experimental decode tiles of the warp-specialised wgmma kernel (8 / 16 tokens, K split to fill
-          // two CTAs per SM).
-          for (int bt : {8, 16}) {
-            if (bt < M) continue;
-            W4A16Options o;
-            o.path = W4A16Path::Wgmma;
-            o.wgmma_tokens = bt;
-            const WgmmaConfig wc = w4a16_wgmma_config(M, N, K, o);
-            char b[80];
-            std::snprintf(b, sizeof b, " wgmma ws BT%d split%d %.1f |", bt, wc.splits, run(o));
-            row += b;
-          }
         } else {
           for (int ws : {0, 1})  // the cp.async kernel, the warp-specialised one
             for (int bt : {64, 128, 256}) {

@@ -236,8 +236,6 @@ void check_linear(Rng& rng, bool quick) {
       {ws(opt(W4A16Path::Wgmma, 0, 0, 0, 128), 1), "wgmma warp-specialised BT128"},
       {ws(opt(W4A16Path::Wgmma, 1, 0, 0, 256), 1), "wgmma warp-specialised BT256 split1"},
       {ws(opt(W4A16Path::Wgmma, 3, 0, 0, 256), 1), "wgmma warp-specialised BT256 split3"},
-      {ws(opt(W4A16Path::Wgmma, 0, 0, 0, 8), 1), "wgmma warp-specialised BT8 (decode tile)"},
-      {ws(opt(W4A16Path::Wgmma, 0, 0, 0, 16), 1), "wgmma warp-specialised BT16 (decode tile)"},
       {[&] {
          W4A16Options o = ws(opt(W4A16Path::Wgmma, 1), 1);
          o.wgmma_smem_epilogue = false;

@@ -39,8 +39,7 @@ struct W4A16Options {
   W4A16Path path = W4A16Path::Auto;
   int split_k = 0;  // Wgmma/Tiled: 0 = chosen from the shape and the GPU; n > 0 forces (at most) n K slices
   // Tuning overrides (0 = chosen from the shape): skinny row blocks per warp (1, 2, 4), warps per CTA (4, 8, 16)
-  // and K split over the CTAs of a cluster (1, 2, 4); wgmma tokens per CTA (64, 128, 256; 8 and 16 - the
-  // warp-specialised kernel only - are experimental decode tiles: two CTAs per SM, K split to fill the slots).
+  // and K split over the CTAs of a cluster (1, 2, 4); wgmma tokens per CTA (64, 128, 256).
   int skinny_rows = 0, skinny_warps = 0, skinny_split = 0;
   int wgmma_tokens = 0;
   // Wgmma: the warp-specialised kernel (a producer warpgroup feeds the stages by TMA through mbarriers; the two

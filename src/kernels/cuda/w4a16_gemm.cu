@@ -290,24 +290,19 @@ __global__ void __launch_bounds__(256, 1)
 // block the single producer lane could not keep up below BT 256.
 // Tried and dropped: 2-CTA clusters that multicast each x tile to both CTAs (x read from L2 once per pair, the
 // slot freed by both CTAs' consumers through cluster-scope arrivals): 1.4-2.6x slower than without.
-// BT 8 and 16 (decode, M <= 16; experimental): two CTAs per SM, 80 registers a thread (no setmaxnreg), up to 16
-// stages in 108 KB.
 template <int BT>
 struct WsCfg {
-  static constexpr bool kSmall = BT <= 16;
   static constexpr int kConsumers = 256, kThreads = kConsumers + 128;
-  static constexpr int kMinBlocks = kSmall ? 2 : 1;
-  static constexpr int kProducerRegs = 40, kConsumerRegs = 232;  // setmaxnreg, BT >= 64
-  static_assert(kProducerRegs + 2 * kConsumerRegs <= 512, "one warp of each warpgroup per SM sub-partition");
+  static constexpr int kProducerRegs = 40, kConsumerRegs = 232;
   static constexpr int kRows = 128, kBlocks = kRows / kW4TileN;
-  static constexpr int kStageBytes = ((BT * 128 + kBlocks * 512 + kBlocks * 64) + 1023) / 1024 * 1024;
-  // As many stages as fit in 224 KB (6 at BT 256, 8 at BT 64/128), or in 108 KB at BT <= 16 (16 at BT 8, 15 at 16).
-  static constexpr int kStages = kSmall ? std::min(16, (108 * 1024) / kStageBytes) : std::min(8, (224 * 1024) / kStageBytes);
+  static constexpr int kStageBytes = WgCfg<BT>::kStageBytes;
+  // As many stages as fit in 224 KB (6 at BT 256, 8 at BT 64/128).
+  static constexpr int kStages = std::min(8, (224 * 1024) / kStageBytes);
   static constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the base to 1024
 };
 
 template <int BT>
-__global__ void __launch_bounds__(WsCfg<BT>::kThreads, WsCfg<BT>::kMinBlocks)
+__global__ void __launch_bounds__(WsCfg<BT>::kThreads, 1)
     w4a16_wgmma_ws_kernel(const __grid_constant__ CUtensorMap xmap,  // x bf16 [M, K], box {64, BT}, SWIZZLE_128B
                           const __grid_constant__ CUtensorMap wmap,  // tiles u32 [N/16][K/64][128], box {128, 1, 8}
                           const __grid_constant__ CUtensorMap smap,  // scales u32 [N/16][K/64][16], box {16, 1, 8}
@@ -337,7 +332,7 @@ __global__ void __launch_bounds__(WsCfg<BT>::kThreads, WsCfg<BT>::kMinBlocks)
   __syncthreads();
 
   if (warp >= C::kConsumers / 32) {  // producer warpgroup
-    if constexpr (!C::kSmall) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(C::kProducerRegs));
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(C::kProducerRegs));
     if (warp == C::kConsumers / 32 && lane == 0) {
       for (int i = 0; i < nk; i++) {
         if (i >= S) mbar_wait(smem_addr(&empty[i % S]), uint32_t((i / S - 1) & 1));  // use i - S released
@@ -351,7 +346,7 @@ __global__ void __launch_bounds__(WsCfg<BT>::kThreads, WsCfg<BT>::kMinBlocks)
       }
     }
   } else {
-    if constexpr (!C::kSmall) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(C::kConsumerRegs));
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(C::kConsumerRegs));
     // Stage i-1 is released once group i-1 has retired: its x was read by that group, its weights by the
     // ld.shared of iteration i-2.
     float acc[BT / 2];
@@ -526,8 +521,7 @@ struct SplitPlan {
 };
 
 // ws_avail: workspace bytes on hand (SIZE_MAX when planning the workspace size).
-// ctas_per_sm 2 (the small-token ws tiles): the split that fills the most of the 2 x SMs slots over its waves.
-SplitPlan plan_split(int M, int N, int K, int BM, int BN, int split_opt, size_t ws_avail, int ctas_per_sm = 1) {
+SplitPlan plan_split(int M, int N, int K, int BM, int BN, int split_opt, size_t ws_avail) {
   SplitPlan p;
   p.tiles_m = (M + BM - 1) / BM;
   p.tiles_n = (N + BN - 1) / BN;
@@ -535,14 +529,6 @@ SplitPlan plan_split(int M, int N, int K, int BM, int BN, int split_opt, size_t 
   int splits = 1;
   if (split_opt > 0) {
     splits = split_opt;
-  } else if (ctas_per_sm > 1) {
-    const int slots = device_sm_count() * ctas_per_sm;
-    double best = 0;
-    for (int sp = 1; sp <= std::min(16, std::max(1, k_tiles / 4)); sp++) {
-      const int ctas = tiles * sp, waves = (ctas + slots - 1) / slots;
-      const double fill = double(ctas) / double(waves * slots);
-      if (fill > best + 0.02) best = fill, splits = sp;
-    }
   } else {
     // Split K only when the tile grid leaves SMs idle (one CTA per SM); keep >= 4 k tiles (256 k) per split.
     const int target = device_sm_count();
@@ -560,21 +546,15 @@ SplitPlan plan_split(int M, int N, int K, int BM, int BN, int split_opt, size_t 
 
 int wgmma_tokens(int M, const W4A16Options& opt) {
   if (opt.wgmma_tokens == 64 || opt.wgmma_tokens == 128 || opt.wgmma_tokens == 256) return opt.wgmma_tokens;
-  if ((opt.wgmma_tokens == 8 || opt.wgmma_tokens == 16) && opt.wgmma_ws != 0) return opt.wgmma_tokens;  // ws only
   return M > 128 ? 256 : M > 64 ? 128 : 64;
 }
 
-bool wgmma_ws(int M, const W4A16Options& opt) {
-  return opt.wgmma_ws == 1 || (opt.wgmma_ws < 0 && M > kWgmmaWsMinM) || wgmma_tokens(M, opt) <= 16;
-}
+bool wgmma_ws(int M, const W4A16Options& opt) { return opt.wgmma_ws == 1 || (opt.wgmma_ws < 0 && M > kWgmmaWsMinM); }
 
 W4A16Path resolve_path(W4A16Path p, int M) { return p == W4A16Path::Auto ? w4a16_auto_path(M) : p; }
 
 SplitPlan plan_for(W4A16Path path, int M, int N, int K, const W4A16Options& opt, size_t ws_avail) {
-  if (path == W4A16Path::Wgmma) {
-    const int bt = wgmma_tokens(M, opt);
-    return plan_split(M, N, K, bt, 128, opt.split_k, ws_avail, bt <= 16 ? 2 : 1);
-  }
+  if (path == W4A16Path::Wgmma) return plan_split(M, N, K, wgmma_tokens(M, opt), 128, opt.split_k, ws_avail);
   return plan_split(M, N, K, TiledCfg::BM, TiledCfg::BN, opt.split_k, ws_avail);
 }
 
@@ -653,16 +633,12 @@ void launch_wgmma(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_
     STRATA_CUDA_CHECK_LAUNCH();
     return;
   }
-  if constexpr (BT >= 32) {
-    static std::atomic<uint64_t> done{0};
-    ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT>), WgCfg<BT>::kSmemBytes, done);
-    w4a16_wgmma_kernel<BT><<<grid, WgCfg<BT>::kThreads, WgCfg<BT>::kSmemBytes, s>>>(
-        x, M, K, reinterpret_cast<const uint4*>(w.packed), reinterpret_cast<const uint4*>(w.scales), w.n_out, y,
-        partial, p.kt_per_split, p.tiles_m, p.tiles_n, smem_epi);
-    STRATA_CUDA_CHECK_LAUNCH();
-  } else {
-    throw Error("w4a16_linear: wgmma tiles of " + std::to_string(BT) + " tokens need TMA (no tensor-map encoder)");
-  }
+  static std::atomic<uint64_t> done{0};
+  ensure_smem(reinterpret_cast<const void*>(w4a16_wgmma_kernel<BT>), WgCfg<BT>::kSmemBytes, done);
+  w4a16_wgmma_kernel<BT><<<grid, WgCfg<BT>::kThreads, WgCfg<BT>::kSmemBytes, s>>>(
+      x, M, K, reinterpret_cast<const uint4*>(w.packed), reinterpret_cast<const uint4*>(w.scales), w.n_out, y,
+      partial, p.kt_per_split, p.tiles_m, p.tiles_n, smem_epi);
+  STRATA_CUDA_CHECK_LAUNCH();
 }
 
 void launch_tiled(const uint16_t* x, int M, int K, const W4A16Weight& w, uint16_t* y, float* partial,
@@ -925,11 +901,7 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
       } else {
         const int bt = wgmma_tokens(M, opt);
         const bool ws = wgmma_ws(M, opt), epi = opt.wgmma_smem_epilogue;
-        if (bt == 8)
-          launch_wgmma<8>(x, M, K, w, y, partial, p, s, true, epi);
-        else if (bt == 16)
-          launch_wgmma<16>(x, M, K, w, y, partial, p, s, true, epi);
-        else if (bt == 256)
+        if (bt == 256)
           launch_wgmma<256>(x, M, K, w, y, partial, p, s, ws, epi);
         else if (bt == 128)
           launch_wgmma<128>(x, M, K, w, y, partial, p, s, ws, epi);

@@ -1,5 +1,5 @@
 // wgmma.mma_async m64nNk16 bf16 -> f32 with A (the dequantized weights) from registers and B (activations)
-// from a K-major SWIZZLE_128B shared-memory tile, for N = 8, 16, 64, 128, 256 (generated: the operand lists are long).
+// from a K-major SWIZZLE_128B shared-memory tile, for N = 64, 128, 256 (generated: the operand lists are long).
 // Not a GEMM: the caller fences, commits and waits (wgmma.fence / commit_group / wait_group).
 #pragma once
 #include <cstdint>
@@ -25,26 +25,6 @@ __device__ __forceinline__ void fence_operand(uint32_t& r) { asm volatile("" : "
 
 template <int N>
 __device__ __forceinline__ void wgmma_rs(float* d, const uint32_t a[4], uint64_t desc_b);
-
-template <>
-__device__ __forceinline__ void wgmma_rs<8>(float* d, const uint32_t a[4], uint64_t desc_b) {
-  asm volatile(
-      "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 "
-      "{%0,%1,%2,%3}, "
-      "{%4, %5, %6, %7}, %8, 1, 1, 1, 0;\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
-}
-
-template <>
-__device__ __forceinline__ void wgmma_rs<16>(float* d, const uint32_t a[4], uint64_t desc_b) {
-  asm volatile(
-      "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 "
-      "{%0,%1,%2,%3,%4,%5,%6,%7}, "
-      "{%8, %9, %10, %11}, %12, 1, 1, 1, 0;\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
-}
 
 template <>
 __device__ __forceinline__ void wgmma_rs<64>(float* d, const uint32_t a[4], uint64_t desc_b) {
