@@ -52,6 +52,7 @@ int cmd_serve(const Args& a) {
   // Each policy's own default budget (chunked 512, layered 8192, ...), as the engine defines them.
   ec.max_step_tokens = int(a.get_int("max-step-tokens", default_max_step_tokens(ec.policy), 1, 1 << 20));
   ec.layer_groups = int(a.get_int("layer-groups", 0, 0, 1 << 16));
+  ec.step_target_ms = a.get_double("step-target-ms", 0, 0, 1e6);
   ec.kv_block_size = int(a.get_int("kv-block-size", ec.kv_block_size, 1, 4096));
   ec.kv_blocks = int(a.get_int("kv-blocks", 0, 0, 1 << 30));
   ec.max_running = int(a.get_int("max-running", ec.max_running, 1, 1 << 16));
@@ -116,6 +117,7 @@ const CommandRegistration kServe(
     {"serve",
      "  strata serve [--model M] [--host 127.0.0.1] [--port 8000] [--api-key K | $STRATA_API_KEY]\n"
      "      [--scheduler none|chunked|layered|chunked+layered] [--layer-groups G] [--max-step-tokens T]\n"
+     "      [--step-target-ms MS]\n"
      "      [--kv-blocks B] [--kv-block-size 16] [--max-running 64] [--max-waiting 1024] [--ctx N]\n"
      "      [--no-prefix-caching] [--served-model-name NAME] [--tokenizer PATH] [--chat-template FILE|DIR]\n"
      "      [--default-max-tokens N] [--max-n 16] [--max-body-bytes 4194304] [--request-timeout 30]\n"

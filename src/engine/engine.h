@@ -39,6 +39,7 @@ int default_max_step_tokens(SchedulerPolicy p);
 struct EngineConfig {
   SchedulerPolicy policy = SchedulerPolicy::Chunked;
   int max_step_tokens = 512;     // chunked: per-step token budget; layered: admitted batch cap
+  double step_target_ms = 0;     // chunked: cap prefill tokens in steps with decodes to this step time (0 = off)
   int layer_groups = 0;          // layered: 0 = max(1, ceil(T/512)) capped by n_layers
   int kv_block_size = 16;        // tokens per KV block
   int kv_blocks = 0;             // 0: enough for max_running sequences of full context

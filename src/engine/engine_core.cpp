@@ -54,7 +54,7 @@ EngineCore::EngineCore(Model& model, const EngineConfig& cfg)
       cfg_(resolve_config(model, cfg)),
       blocks_(cfg_.kv_blocks, cfg_.kv_block_size, cfg_.prefix_caching),
       sched_(SchedulerConfig{cfg_.policy, cfg_.max_step_tokens, cfg_.layer_groups, 512, cfg_.max_running,
-                             model.config().n_layers},
+                             model.config().n_layers, cfg_.step_target_ms},
              blocks_),
       runner_(model, cfg_.kv_blocks, cfg_.kv_block_size),
       layer_expert_bytes_(size_t(model.config().n_layers), 0) {}
@@ -192,6 +192,7 @@ void EngineCore::step(std::vector<CoreOutput>& out) {
   }
   try {
     runner_.run(plan);
+    sched_.observe_step(plan.n_prefill_tokens, plan.n_decode_tokens, (now() - t) * 1e3);
   } catch (const std::exception& e) {
     // The step's requests fail (their KV may be half written); everyone else keeps going.
     std::vector<uint64_t> ids;

@@ -134,11 +134,33 @@ void Scheduler::admit(StepPlan& plan, int budget) {
   emit_batch_stage(plan);
 }
 
+void Scheduler::observe_step(int n_prefill_tokens, int n_decode_tokens, double ms) {
+  constexpr double kAlpha = 0.25;  // EWMA weight of the newest step
+  auto ewma = [&](double& v, double x) { v = v < 0 ? x : (1 - kAlpha) * v + kAlpha * x; };
+  if (!(ms >= 0)) return;
+  if (n_prefill_tokens == 0 && n_decode_tokens > 0) {
+    ewma(decode_step_ms_, ms);
+  } else if (n_prefill_tokens >= 8) {
+    const double decode_part = n_decode_tokens > 0 && decode_step_ms_ > 0 ? decode_step_ms_ : 0;
+    ewma(prefill_token_ms_, std::max(0.0, ms - decode_part) / n_prefill_tokens);
+  }
+}
+
+int Scheduler::prefill_cap() const {
+  if (!(cfg_.step_target_ms > 0) || decode_step_ms_ < 0 || prefill_token_ms_ <= 0) return -1;
+  const double room = cfg_.step_target_ms - decode_step_ms_;
+  const double n = room / prefill_token_ms_;
+  return n >= double(cfg_.max_step_tokens) ? -1 : std::max(cfg_.min_prefill_chunk, int(n));
+}
+
 StepPlan Scheduler::schedule() {
   StepPlan plan;
   int budget = cfg_.max_step_tokens;
   schedule_decodes(plan, budget);
   if (!plan.preempted.empty() && !layered()) return plan;  // blocks are short: admit nothing (vLLM)
+  // Decodes are waiting on this step: keep it under the step-time target (Sarathi's TBT budget, in time).
+  if (cfg_.policy == SchedulerPolicy::Chunked && plan.n_decode_tokens > 0)
+    if (const int cap = prefill_cap(); cap >= 0) budget = std::min(budget, cap);
   if (layered() && !batch_.members.empty()) {
     emit_batch_stage(plan);  // one prefill batch at a time: it runs its next group
     return plan;

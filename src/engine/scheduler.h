@@ -18,6 +18,10 @@ struct SchedulerConfig {
   int group_tokens = 512;     // layered: prefill tokens one group's worth of work aims at
   int max_running = 64;
   int n_layers = 1;
+  // Chunked: while sequences decode, cap a step's prefill tokens so that its predicted time stays under this
+  // (the decode TBT a new prompt may cause); 0 = the token budget only. The prediction comes from observe_step.
+  double step_target_ms = 0;
+  int min_prefill_chunk = 16;  // prefill tokens a capped step still takes, so prompts always progress
 };
 
 // Layer boundaries of G contiguous groups over L layers, like numpy.array_split: the first L % G
@@ -34,6 +38,12 @@ class Scheduler {
   // After the plan ran: advances n_computed and the layered stage, publishes full blocks to the
   // prefix cache. Returns the sequences whose item produced logits for their next token.
   std::vector<Sequence*> complete(const StepPlan& plan);
+
+  // A step's measured time, for the step-time cap: decode-only steps give the decode part of a step (EWMA),
+  // steps with >= 8 prefill tokens the cost of one prefill token on top of it (EWMA).
+  void observe_step(int n_prefill_tokens, int n_decode_tokens, double ms);
+  // The prefill tokens a step with decodes may take under step_target_ms (-1: no cap: off, or no estimate yet).
+  int prefill_cap() const;
 
   int n_waiting() const { return int(waiting_.size()); }
   int n_running() const { return int(running_.size()); }
@@ -65,6 +75,7 @@ class Scheduler {
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;  // admission order: the back is preempted first (LIFO)
   LayeredBatch batch_;
+  double decode_step_ms_ = -1, prefill_token_ms_ = -1;  // step-time model (observe_step); -1 = no estimate
 };
 
 }  // namespace strata

@@ -204,6 +204,63 @@ TEST(Scheduler, LayeredTakesWholePromptsAndCutsOnlyOneLongerThanTheCap) {
   EXPECT_EQ(p.items[2].token_end, 20);
 }
 
+// The step-time cap: a step with decodes takes only the prefill tokens that fit the target by the measured costs
+// (never fewer than min_prefill_chunk); a step without decodes, or before any estimate, keeps the token budget.
+TEST(Scheduler, ChunkedStepTargetCapsPrefillBesideDecodes) {
+  BlockManager bm(256, 4, false);
+  SchedulerConfig cfg = config(SchedulerPolicy::Chunked, 512);
+  cfg.step_target_ms = 100;
+  cfg.min_prefill_chunk = 16;
+  Scheduler sc(cfg, bm);
+  EXPECT_EQ(sc.prefill_cap(), -1);  // no estimate yet
+  auto a = seq(1, 3), b = seq(2, 300);
+  sc.add(a.get());
+  StepPlan p = sc.schedule();
+  complete_and_sample(sc, p);  // a decodes from now on
+  sc.observe_step(0, 1, 40.0);  // a decode step: 40 ms
+  EXPECT_EQ(sc.prefill_cap(), -1);  // no prefill cost yet
+  sc.observe_step(200, 1, 440.0);  // (440 - 40) / 200 = 2 ms per prefill token
+  EXPECT_EQ(sc.prefill_cap(), 30);  // (100 - 40) / 2
+  sc.add(b.get());
+  p = sc.schedule();
+  ASSERT_EQ(p.items.size(), 2u);
+  EXPECT_EQ(p.n_decode_tokens, 1);
+  EXPECT_EQ(p.items[1].seq, b.get());
+  EXPECT_EQ(p.items[1].n_tokens(), 30);
+  complete_and_sample(sc, p);
+  // A target below the decode step alone still moves prompts by min_prefill_chunk.
+  sc.observe_step(0, 1, 150.0);
+  sc.observe_step(0, 1, 150.0);
+  sc.observe_step(0, 1, 150.0);
+  sc.observe_step(0, 1, 150.0);
+  sc.observe_step(0, 1, 150.0);
+  sc.observe_step(0, 1, 150.0);
+  EXPECT_EQ(sc.prefill_cap(), 16);
+  p = sc.schedule();
+  EXPECT_EQ(p.items[1].n_tokens(), 16);
+  complete_and_sample(sc, p);
+
+  // Without decodes the whole budget goes to prefill, cap or not.
+  BlockManager bm2(256, 4, false);
+  Scheduler solo(cfg, bm2);
+  solo.observe_step(0, 1, 40.0);
+  solo.observe_step(200, 0, 400.0);
+  EXPECT_EQ(solo.prefill_cap(), 30);
+  auto c = seq(3, 600);
+  solo.add(c.get());
+  p = solo.schedule();
+  ASSERT_EQ(p.items.size(), 1u);
+  EXPECT_EQ(p.items[0].n_tokens(), 512);
+
+  // Off (target 0): the token budget only.
+  cfg.step_target_ms = 0;
+  BlockManager bm3(256, 4, false);
+  Scheduler off(cfg, bm3);
+  off.observe_step(0, 1, 40.0);
+  off.observe_step(200, 1, 440.0);
+  EXPECT_EQ(off.prefill_cap(), -1);
+}
+
 TEST(Scheduler, ChunkedLayeredCutsAtTheBudgetAndLayersEachChunk) {
   BlockManager bm(64, 4, false);
   Scheduler sc(config(SchedulerPolicy::ChunkedLayered, 8, 2, 4), bm);
