@@ -68,7 +68,9 @@ def main():
              f"moby-dick.txt as prompts on `/v1/completions`, streamed with `stream_options.include_usage`. "
              f"Both servers run with OMP_WAIT_POLICY={a.omp_wait} (both use libgomp; Strata's tests do the same "
              f"on 2 cores: spinning OpenMP workers starve the HTTP threads and collapse when other jobs share the cores). llama-server runs 4 slots (`-np 4 --kv-unified`), "
-             f"Strata its default chunked scheduler (512 step tokens, max 64 running).")
+             f"Strata its default chunked scheduler (512 step tokens, max 64 running"
+             + (f", step-time target {os.environ['STEP_TARGET_MS']} ms" if os.environ.get("STEP_TARGET_MS", "0") not in ("", "0") else "")
+             + ").")
     L.append("")
     L.append("TTFT: send to first streamed text chunk. TBT: gaps between consecutive text chunks of a request "
              "(pooled). TPOT: per request (end - first chunk) / (tokens - 1). out tok/s and req/s over the "
@@ -175,7 +177,7 @@ def main():
         L.extend(open(cmds).read().rstrip().splitlines())
         L.append("```")
         L.append("")
-    L.append("Raw per-request timelines: `bench/results/serving/*.json`.")
+    L.append(f"Raw per-request timelines: `bench/results/{os.path.basename(os.path.normpath(R))}/*.json`.")
     open(a.out, "w").write("\n".join(L) + "\n")
 
 

@@ -13,7 +13,8 @@
 #      N_PER_SLOT (requests per concurrency slot, 4; the Poisson point sends 3x that),
 #      RESULTS_NAME (serving), OMP_WAIT (OMP_WAIT_POLICY of both servers; "default" leaves it unset; passive: both use libgomp; spinning workers
 #      starve the HTTP threads and collapse under other load on a small shared box), MOE_MODEL (qwen3_moe_int4 fixture),
-#      JOBS (build jobs, 2), WORK (llama.cpp build dir, /tmp/strata-llamacpp), STRATA_BIN (use this binary, no build).
+#      JOBS (build jobs, 2), WORK (llama.cpp build dir, /tmp/strata-llamacpp), STRATA_BIN (use this binary, no build),
+#      STEP_TARGET_MS (Strata's --step-target-ms on the SmolLM2 server; 0/empty: off).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -83,6 +84,7 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 STRATA_CMD=(env "${OMPENV[@]}" OMP_NUM_THREADS="$THREADS" "$STRATA" serve --model "$MODEL"
             --ctx "$CTX" --request-timeout 600 --quiet)
+if [ "${STEP_TARGET_MS:-0}" != 0 ]; then STRATA_CMD+=(--step-target-ms "$STEP_TARGET_MS"); export STEP_TARGET_MS; fi
 LLAMA_CMD=(env "${OMPENV[@]}" "${LBIN:-.}/llama-server" -m "$MODEL" -t "$THREADS" -tb "$THREADS" -c "$CTX" -np 4 --kv-unified --no-webui
            --log-disable)
 COMMON=(--prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" --ignore-eos --warmup 2)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of `strata serve --step-target-ms` (the chunked scheduler's step-time cap on prefill tokens while sequences
 # decode) on the default model at closed-loop concurrency C, alternating runs so that drift on a shared box hits
-# every setting alike. Prints a markdown table; raw JSON in bench/results/serving/step-target-*.json.
+# every setting alike. Prints a markdown table; raw JSON in bench/results/step_target/.
 #
 # Usage: bash bench/serving/step_target.sh [TARGET_MS ...]   (default: 0 150 250; 0 = off)
 # Env: C (4), N (16 requests per run), ROUNDS (2), THREADS (2), STRATA_BIN (default build/strata, built if absent).
@@ -17,7 +17,7 @@ if [ ! -x "$STRATA" ]; then
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build -j2 --target strata >/dev/null
 fi
-RES="$ROOT/bench/results/serving"
+RES="$ROOT/bench/results/step_target"
 mkdir -p "$RES"
 LOG="$(mktemp -d /tmp/strata-step-target.XXXXXX)"
 PID=""
