@@ -55,34 +55,22 @@ RandomWeight make_weight(WeightKind kind, int N, int K, bool bias, std::mt19937&
   return r;
 }
 
-std::vector<double> reference(const std::vector<float>& x, int M, const LinearWeight& w) {
+// y = x . W^T + bias in f64; with magnitude, sum_k |x[m][k] w[n][k]| + |bias[n]| instead: the scale of the f32
+// rounding error of a dot product, which does not shrink when the terms cancel (a single output near zero would
+// make a plain relative error flaky).
+std::vector<double> reference(const std::vector<float>& x, int M, const LinearWeight& w, bool magnitude = false) {
   std::vector<double> y(size_t(M) * w.n_out);
   std::vector<float> row(static_cast<size_t>(w.n_in));
+  auto term = [&](double v) { return magnitude ? std::abs(v) : v; };
   for (int n = 0; n < w.n_out; n++) {
     decode_weight_row(w, n, row.data());
     for (int m = 0; m < M; m++) {
-      double acc = w.bias.empty() ? 0.0 : w.bias[n];
-      for (int k = 0; k < w.n_in; k++) acc += double(x[size_t(m) * w.n_in + k]) * row[k];
+      double acc = w.bias.empty() ? 0.0 : term(w.bias[n]);
+      for (int k = 0; k < w.n_in; k++) acc += term(double(x[size_t(m) * w.n_in + k]) * row[k]);
       y[size_t(m) * w.n_out + n] = acc;
     }
   }
   return y;
-}
-
-// sum_k |x[m][k] w[n][k]| + |bias[n]| per output: the scale of the f32 rounding error of a dot product, which does
-// not shrink when the terms cancel (a single output near zero would make a plain relative error flaky).
-std::vector<double> magnitude(const std::vector<float>& x, int M, const LinearWeight& w) {
-  std::vector<double> mag(size_t(M) * w.n_out);
-  std::vector<float> row(static_cast<size_t>(w.n_in));
-  for (int n = 0; n < w.n_out; n++) {
-    decode_weight_row(w, n, row.data());
-    for (int m = 0; m < M; m++) {
-      double acc = w.bias.empty() ? 0.0 : std::abs(double(w.bias[n]));
-      for (int k = 0; k < w.n_in; k++) acc += std::abs(double(x[size_t(m) * w.n_in + k]) * row[k]);
-      mag[size_t(m) * w.n_out + n] = acc;
-    }
-  }
-  return mag;
 }
 
 TEST(CpuLinear, EveryIsaMatchesReference) {
@@ -99,7 +87,7 @@ TEST(CpuLinear, EveryIsaMatchesReference) {
         RandomWeight rw = make_weight(kind, s.N, s.K, bias, rng);
         std::vector<float> x(size_t(s.M) * s.K);
         for (auto& v : x) v = nd(rng);
-        const std::vector<double> want = reference(x, s.M, rw.w), mag = magnitude(x, s.M, rw.w);
+        const std::vector<double> want = reference(x, s.M, rw.w), mag = reference(x, s.M, rw.w, true);
         for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::Avx2, CpuIsa::Avx512}) {
           if (isa > cpu_isa_detect()) continue;
           std::vector<float> y(size_t(s.M) * s.N, std::nanf(""));  // poisoned
