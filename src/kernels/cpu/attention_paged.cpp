@@ -1,7 +1,9 @@
 // Paged causal attention (GQA and absorbed MLA) on the CPU: the reference the batched forward
-// uses for every sequence, contiguous caches included (as a one-block table).
+// uses for every sequence, contiguous caches included (as a one-block table); GQA dispatches to the AVX2 kernel
+// (attention_paged_avx2.cpp) where the CPU has it.
 #include "kernels/cpu/attention_paged.h"
 
+#include "kernels/cpu/linear.h"  // cpu_isa_active
 #include "kernels/cpu/ops.h"
 
 #include <algorithm>
@@ -20,6 +22,14 @@ inline size_t pool_row(const int* block_table, int block_size, int t) {
 void attention_paged_f32(const float* q, int M, int H, int Hkv, int hd, int hdv, const float* k_pool,
                          const float* v_pool, const int* block_table, int block_size, int pos0, float scale,
                          float* out) {
+  const auto f = cpu_isa_active() >= CpuIsa::Avx2 && hd % 8 == 0 && hdv % 8 == 0 ? attention_paged_f32_avx2
+                                                                                  : attention_paged_f32_scalar;
+  f(q, M, H, Hkv, hd, hdv, k_pool, v_pool, block_table, block_size, pos0, scale, out);
+}
+
+void attention_paged_f32_scalar(const float* q, int M, int H, int Hkv, int hd, int hdv, const float* k_pool,
+                                const float* v_pool, const int* block_table, int block_size, int pos0, float scale,
+                                float* out) {
   const int group = H / Hkv;
   // Row index of every visible position, computed once for all heads and queries.
   const int n_ctx = pos0 + M;

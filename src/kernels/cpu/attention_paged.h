@@ -8,10 +8,20 @@ namespace strata {
 // q: [M, H, hd]; k_pool: [n_blocks, block_size, Hkv, hd]; v_pool: [n_blocks, block_size, Hkv, hdv].
 // Token position p lives in block block_table[p / block_size], row p % block_size.
 // Query m is at position pos0 + m and sees positions [0, pos0 + m]. out: [M, H, hdv].
-// Same arithmetic, in the same order, as attention_causal_f32 (a one-block table gives its bits).
+// Same arithmetic, in the same order, as attention_causal_f32 (a one-block table gives its bits). Runs the AVX2
+// kernel when cpu_isa_active() has AVX2 and hd, hdv are multiples of 8 (the dot products summed in 8 lanes: not
+// the scalar reference's bits), else the scalar reference.
 void attention_paged_f32(const float* q, int M, int H, int Hkv, int hd, int hdv, const float* k_pool,
                          const float* v_pool, const int* block_table, int block_size, int pos0, float scale,
                          float* out);
+// The two implementations by name (tests): the scalar reference, and the AVX2 one (hd % 8 == hdv % 8 == 0;
+// call it only on a CPU with AVX2 and FMA).
+void attention_paged_f32_scalar(const float* q, int M, int H, int Hkv, int hd, int hdv, const float* k_pool,
+                                const float* v_pool, const int* block_table, int block_size, int pos0, float scale,
+                                float* out);
+void attention_paged_f32_avx2(const float* q, int M, int H, int Hkv, int hd, int hdv, const float* k_pool,
+                              const float* v_pool, const int* block_table, int block_size, int pos0, float scale,
+                              float* out);
 
 // Absorbed MLA. q_lat: [M, H, R], q_pe: [M, H, P]; latent_pool: [n_blocks, block_size, R];
 // k_pe_pool: [n_blocks, block_size, P]; out_lat: [M, H, R]. Same order as mla_attention_f32.
