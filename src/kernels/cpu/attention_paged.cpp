@@ -1,6 +1,6 @@
 // Paged causal attention (GQA and absorbed MLA) on the CPU: the reference the batched forward
-// uses for every sequence, contiguous caches included (as a one-block table); GQA dispatches to the AVX2 kernel
-// (attention_paged_avx2.cpp) where the CPU has it.
+// uses for every sequence, contiguous caches included (as a one-block table); both dispatch to the AVX2 kernels
+// (attention_paged_avx2.cpp) where the CPU has them.
 #include "kernels/cpu/attention_paged.h"
 
 #include "kernels/cpu/linear.h"  // cpu_isa_active
@@ -62,6 +62,14 @@ void attention_paged_f32_scalar(const float* q, int M, int H, int Hkv, int hd, i
 void mla_attention_paged_f32(const float* q_lat, const float* q_pe, int M, int H, int R, int P,
                              const float* latent_pool, const float* k_pe_pool, const int* block_table,
                              int block_size, int pos0, float scale, float* out_lat) {
+  const auto f = cpu_isa_active() >= CpuIsa::Avx2 && R % 8 == 0 && P % 8 == 0 ? mla_attention_paged_f32_avx2
+                                                                              : mla_attention_paged_f32_scalar;
+  f(q_lat, q_pe, M, H, R, P, latent_pool, k_pe_pool, block_table, block_size, pos0, scale, out_lat);
+}
+
+void mla_attention_paged_f32_scalar(const float* q_lat, const float* q_pe, int M, int H, int R, int P,
+                                    const float* latent_pool, const float* k_pe_pool, const int* block_table,
+                                    int block_size, int pos0, float scale, float* out_lat) {
   const int n_ctx = pos0 + M;
   std::vector<size_t> rows(static_cast<size_t>(n_ctx));
   for (int t = 0; t < n_ctx; t++) rows[size_t(t)] = pool_row(block_table, block_size, t);

@@ -24,9 +24,16 @@ void attention_paged_f32_avx2(const float* q, int M, int H, int Hkv, int hd, int
                               float* out);
 
 // Absorbed MLA. q_lat: [M, H, R], q_pe: [M, H, P]; latent_pool: [n_blocks, block_size, R];
-// k_pe_pool: [n_blocks, block_size, P]; out_lat: [M, H, R]. Same order as mla_attention_f32.
+// k_pe_pool: [n_blocks, block_size, P]; out_lat: [M, H, R]. Same order as mla_attention_f32. AVX2 kernel when
+// cpu_isa_active() has it and R, P are multiples of 8, else the scalar reference.
 void mla_attention_paged_f32(const float* q_lat, const float* q_pe, int M, int H, int R, int P,
                              const float* latent_pool, const float* k_pe_pool, const int* block_table,
                              int block_size, int pos0, float scale, float* out_lat);
+void mla_attention_paged_f32_scalar(const float* q_lat, const float* q_pe, int M, int H, int R, int P,
+                                    const float* latent_pool, const float* k_pe_pool, const int* block_table,
+                                    int block_size, int pos0, float scale, float* out_lat);
+void mla_attention_paged_f32_avx2(const float* q_lat, const float* q_pe, int M, int H, int R, int P,
+                                  const float* latent_pool, const float* k_pe_pool, const int* block_table,
+                                  int block_size, int pos0, float scale, float* out_lat);
 
 }  // namespace strata

@@ -1,7 +1,8 @@
 // AVX2 + FMA paged attention (GQA): the reference's math (attention_paged.cpp) with the dot products and the
 // value sums in 8-wide vectors, and the query heads of one KV head taken together so that each key and value
 // row is loaded once for the whole group. The reference's dot product is a serial scalar chain (64 dependent
-// FMAs per key at hd 64); on SmolLM2 serving at 4 streams it was 42% of the server's CPU time (perf).
+// FMAs per key at hd 64); on SmolLM2 serving at 4 streams it was 42% of the server's CPU time (perf). Absorbed
+// MLA the same way, all heads of a query at once (they share the latent rows).
 // Compiled with -mavx2 -mfma (CMakeLists.txt); called only when cpu_isa_active() has AVX2.
 #include <immintrin.h>
 
@@ -67,6 +68,42 @@ void attention_paged_f32_avx2(const float* q, int M, int H, int Hkv, int hd, int
                                   _mm256_loadu_ps(v_pool + (rows[size_t(t)] * Hkv + hk) * hdv + d), acc);
           _mm256_storeu_ps(o + d, acc);
         }
+      }
+    }
+  }
+}
+
+// Absorbed MLA: every head reads the same latent and rope-key rows, so all H heads of a query go together and
+// each row is loaded once per query (the scalar reference loads it once per head).
+void mla_attention_paged_f32_avx2(const float* q_lat, const float* q_pe, int M, int H, int R, int P,
+                                  const float* latent_pool, const float* k_pe_pool, const int* block_table,
+                                  int block_size, int pos0, float scale, float* out_lat) {
+  const int n_ctx = pos0 + M;
+  std::vector<size_t> rows(static_cast<size_t>(n_ctx));
+  for (int t = 0; t < n_ctx; t++)
+    rows[size_t(t)] = size_t(block_table[t / block_size]) * size_t(block_size) + size_t(t % block_size);
+#pragma omp parallel for schedule(dynamic, 1) if (size_t(M) * H * n_ctx > 4096)
+  for (int m = 0; m < M; m++) {
+    const int n_keys = pos0 + m + 1;
+    std::vector<float> p(size_t(H) * size_t(n_keys));  // p[h][t]
+    for (int t = 0; t < n_keys; t++) {
+      const float* c = latent_pool + rows[size_t(t)] * R;
+      const float* kp = k_pe_pool + rows[size_t(t)] * P;
+      for (int h = 0; h < H; h++) {
+        const float* ql = q_lat + (size_t(m) * H + h) * R;
+        const float* qp = q_pe + (size_t(m) * H + h) * P;
+        p[size_t(h) * n_keys + t] = (dot8(ql, c, R) + dot8(qp, kp, P)) * scale;
+      }
+    }
+    for (int h = 0; h < H; h++) softmax_inplace(p.data() + size_t(h) * n_keys, n_keys);
+    for (int h = 0; h < H; h++) {
+      float* o = out_lat + (size_t(m) * H + h) * R;
+      const float* ph = p.data() + size_t(h) * n_keys;
+      for (int d = 0; d < R; d += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int t = 0; t < n_keys; t++)
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(ph[t]), _mm256_loadu_ps(latent_pool + rows[size_t(t)] * R + d), acc);
+        _mm256_storeu_ps(o + d, acc);
       }
     }
   }
