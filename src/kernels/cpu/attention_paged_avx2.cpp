@@ -34,6 +34,29 @@ inline float dot8(const float* a, const float* b, int n) {
   if (d < n) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), s0);
   return hsum8(_mm256_add_ps(s0, s1));
 }
+// o[0, n) = sum_t p[t] * pool[rows[t] * stride + off + (0, n)], n % 8 == 0. 64 columns at a time stay in 8
+// registers while the keys stream by, so each value row is read once per 64 columns (a column-slice-outer loop
+// re-reads every row n / 8 times).
+inline void weighted_rows(const float* p, int n_keys, const float* pool, const size_t* rows, size_t stride,
+                          size_t off, int n, float* o) {
+  int d0 = 0;
+  for (; d0 + 64 <= n; d0 += 64) {
+    __m256 acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+    for (int t = 0; t < n_keys; t++) {
+      const __m256 pt = _mm256_set1_ps(p[t]);
+      const float* v = pool + rows[t] * stride + off + d0;
+      for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(pt, _mm256_loadu_ps(v + 8 * j), acc[j]);
+    }
+    for (int j = 0; j < 8; j++) _mm256_storeu_ps(o + d0 + 8 * j, acc[j]);
+  }
+  for (; d0 < n; d0 += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int t = 0; t < n_keys; t++)
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(pool + rows[t] * stride + off + d0), acc);
+    _mm256_storeu_ps(o + d0, acc);
+  }
+}
 }  // namespace
 
 void attention_paged_f32_avx2(const float* q, int M, int H, int Hkv, int hd, int hdv, const float* k_pool,
@@ -57,18 +80,9 @@ void attention_paged_f32_avx2(const float* q, int M, int H, int Hkv, int hd, int
       }
       for (int g = 0; g < group; g++) softmax_inplace(p.data() + size_t(g) * n_keys, n_keys);
       float* o0 = out + (size_t(m) * H + size_t(hk) * group) * hdv;
-      std::fill(o0, o0 + size_t(group) * hdv, 0.f);
-      for (int g = 0; g < group; g++) {
-        float* o = o0 + size_t(g) * hdv;
-        const float* pg = p.data() + size_t(g) * n_keys;
-        for (int d = 0; d < hdv; d += 8) {  // one 8-wide slice of the output in a register over all keys
-          __m256 acc = _mm256_setzero_ps();
-          for (int t = 0; t < n_keys; t++)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(pg[t]),
-                                  _mm256_loadu_ps(v_pool + (rows[size_t(t)] * Hkv + hk) * hdv + d), acc);
-          _mm256_storeu_ps(o + d, acc);
-        }
-      }
+      for (int g = 0; g < group; g++)
+        weighted_rows(p.data() + size_t(g) * n_keys, n_keys, v_pool, rows.data(), size_t(Hkv) * hdv,
+                      size_t(hk) * hdv, hdv, o0 + size_t(g) * hdv);
     }
   }
 }
@@ -96,16 +110,9 @@ void mla_attention_paged_f32_avx2(const float* q_lat, const float* q_pe, int M, 
       }
     }
     for (int h = 0; h < H; h++) softmax_inplace(p.data() + size_t(h) * n_keys, n_keys);
-    for (int h = 0; h < H; h++) {
-      float* o = out_lat + (size_t(m) * H + h) * R;
-      const float* ph = p.data() + size_t(h) * n_keys;
-      for (int d = 0; d < R; d += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int t = 0; t < n_keys; t++)
-          acc = _mm256_fmadd_ps(_mm256_set1_ps(ph[t]), _mm256_loadu_ps(latent_pool + rows[size_t(t)] * R + d), acc);
-        _mm256_storeu_ps(o + d, acc);
-      }
-    }
+    for (int h = 0; h < H; h++)
+      weighted_rows(p.data() + size_t(h) * n_keys, n_keys, latent_pool, rows.data(), size_t(R), 0, R,
+                    out_lat + (size_t(m) * H + h) * R);
   }
 }
 
