@@ -33,6 +33,12 @@ import time
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+
+
+def repo_path(p):
+    """A path as results record it: relative to the repo root (../shared/... for the fixtures), not this machine's."""
+    return os.path.relpath(os.path.abspath(p), ROOT) if p else p
 DEFAULT_CORPUS = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "fixtures", "corpus", "moby-dick.txt"))
 
 
@@ -376,7 +382,7 @@ def main(argv=None):
         recs = run_closed(client, prompts, a.max_tokens, a.concurrency)
         load = f"c={a.concurrency}"
     s = summarize(recs)
-    s.update({"label": a.label, "load": load, "url": a.url, "model": client.model, "endpoint": a.endpoint,
+    s.update({"label": a.label, "load": load, "url": a.url, "model": os.path.basename(client.model), "endpoint": a.endpoint,
               "prompt_chars": chars, "max_tokens": a.max_tokens, "ignore_eos": a.ignore_eos})
     for r in recs:
         if not r.ok:

@@ -146,7 +146,7 @@ def main(argv=None):
         "error_details": [r.error for r in drecs + lrecs if not r.ok],
         "metrics_delta": {k: after[k] - before.get(k, 0.0) for k in after},
         "wall_s": time.perf_counter() - t0,
-        "config": vars(a),
+        "config": {k: lg.repo_path(v) if k in ("corpus", "json_out") else v for k, v in vars(a).items()},
     }
     if a.json_out:
         with open(a.json_out, "w") as f:

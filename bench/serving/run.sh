@@ -90,7 +90,18 @@ LLAMA_CMD=(env "${OMPENV[@]}" "${LBIN:-.}/llama-server" -m "$MODEL" -t "$THREADS
 COMMON=(--prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" --ignore-eos --warmup 2)
 echo "strata-serving logs: $LOGDIR" >&2
 grep "^moe\|mixed.py" "$RES/commands.txt" > "$LOGDIR/moe-commands.txt" 2>/dev/null || true
-: > "$RES/commands.txt"
+{
+  echo "# Paths relative to the repo root; MODEL=\$(bash scripts/fetch_model.sh), LBIN=\$(bash bench/llamacpp/build.sh llama-server)"
+  echo "# (the llama.cpp build directory), STRATA = build/strata unless STRATA_BIN was given."
+} > "$RES/commands.txt"
+# Appends a command line to commands.txt in the portable form above (no machine-specific paths).
+record() {
+  local line="$*"
+  line="${line//"$MODEL"/\$MODEL}"
+  [ -n "${LBIN:-}" ] && line="${line//"$LBIN"/\$LBIN}"
+  line="${line//"$ROOT/"/}"
+  echo "$line" >> "$RES/commands.txt"
+}
 [ "$MOE" = 1 ] || cat "$LOGDIR/moe-commands.txt" >> "$RES/commands.txt"
 
 # --- part 1: Strata vs llama-server, both servers up, load points alternated between them
@@ -98,18 +109,18 @@ SP=$(free_port)
 "${STRATA_CMD[@]}" --port "$SP" > "$LOGDIR/strata.log" 2>&1 &
 SPID=$!; PIDS+=("$SPID")
 wait_health "http://127.0.0.1:$SP" "$SPID" "$LOGDIR/strata.log"
-echo "strata: ${STRATA_CMD[*]} --port $SP" >> "$RES/commands.txt"
+record "strata: ${STRATA_CMD[*]} --port $SP"
 if [ "$PEER" = 1 ]; then
   LP=$(free_port)
   "${LLAMA_CMD[@]}" --port "$LP" > "$LOGDIR/llama.log" 2>&1 &
   LPID=$!; PIDS+=("$LPID")
   wait_health "http://127.0.0.1:$LP" "$LPID" "$LOGDIR/llama.log"
-  echo "llama-server: ${LLAMA_CMD[*]} --port $LP" >> "$RES/commands.txt"
+  record "llama-server: ${LLAMA_CMD[*]} --port $LP"
 fi
 run_point() {  # name url tag loadargs...
   local name=$1 url=$2 tag=$3; shift 3
   local la; la=$(loadavg)
-  echo "python3 bench/serving/loadgen.py --url $url --label $name ${COMMON[*]} $* --json-out $RES/$name-$tag.json" >> "$RES/commands.txt"
+  record "python3 bench/serving/loadgen.py --url $url --label $name ${COMMON[*]} $* --json-out $RES/$name-$tag.json"
   python3 bench/serving/loadgen.py --url "$url" --label "$name" "${COMMON[@]}" "$@" --json-out "$RES/$name-$tag.json" --md-row
   python3 - "$RES/$name-$tag.json" "$la" "$(loadavg)" <<'PY'
 import json, sys
@@ -152,13 +163,13 @@ if [ "$MOE" = 1 ]; then
     "${MOE_CMD[@]}" --port "$MP" > "$LOGDIR/moe-$policy.log" 2>&1 &
     MPID=$!; PIDS+=("$MPID")
     wait_health "http://127.0.0.1:$MP" "$MPID" "$LOGDIR/moe-$policy.log"
-    echo "moe $policy: ${MOE_CMD[*]} --port $MP" >> "$RES/commands.txt"
+    record "moe $policy: ${MOE_CMD[*]} --port $MP"
     for scen in mixed prefill; do
       if [ "$scen" = mixed ]; then DEC=3; else DEC=0; fi
       MIX=(--scenario "$scen" --decoders "$DEC" --decode-tokens "${MOE_DECODE_TOKENS:-512}" --long-prompts 4
            --long-chars "${MOE_LONG_CHARS:-4000}" --long-max-tokens 4 --interval 0.3 --seed "$DEC")
       F="$RES/moe-$scen-$policy.json"
-      echo "python3 bench/serving/mixed.py --url http://127.0.0.1:$MP --label $policy ${MIX[*]} --json-out $F" >> "$RES/commands.txt"
+      record "python3 bench/serving/mixed.py --url http://127.0.0.1:$MP --label $policy ${MIX[*]} --json-out $F"
       la=$(loadavg)
       python3 bench/serving/mixed.py --url "http://127.0.0.1:$MP" --label "$policy" "${MIX[@]}" --json-out "$F" --md-row
       python3 - "$F" "$la" "$(loadavg)" <<'PY'

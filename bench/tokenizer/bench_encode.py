@@ -25,7 +25,7 @@ a = ap.parse_args()
 
 text = open(a.text, encoding="utf-8").read()
 nbytes = len(text.encode("utf-8"))
-print(f"text: {a.text} ({nbytes} bytes); HF tokenizers {tokenizers.__version__}; {platform.processor() or platform.machine()}, "
+print(f"text: {os.path.relpath(os.path.abspath(a.text), os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))} ({nbytes} bytes); HF tokenizers {tokenizers.__version__}; {platform.processor() or platform.machine()}, "
       f"{os.cpu_count()} cpus; median of {a.repeat}; single-threaded encode of the whole text, no special tokens")
 print(f"| tokenizer | tokens | HF tokenizers MB/s | Strata MB/s | Strata / HF | same ids |")
 print(f"|---|---:|---:|---:|---:|---|")
