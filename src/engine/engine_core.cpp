@@ -26,6 +26,9 @@ EngineConfig resolve_config(const Model& model, EngineConfig cfg) {
   STRATA_CHECK(cfg.max_running >= 1, "engine: max_running must be >= 1");
   STRATA_CHECK(cfg.max_waiting >= 0, "engine: max_waiting must be >= 0");
   STRATA_CHECK(cfg.layer_groups >= 0, "engine: layer_groups must be >= 0");
+  STRATA_CHECK(cfg.step_target_ms >= 0, "engine: step_target_ms must be >= 0");
+  STRATA_CHECK(cfg.step_target_ms == 0 || cfg.policy == SchedulerPolicy::Chunked,
+               "engine: step_target_ms applies to the chunked scheduler only");
   STRATA_CHECK(cfg.kv_blocks >= 0 && cfg.max_context >= 0, "engine: kv_blocks and max_context must be >= 0");
   const int mpe = c.max_position_embeddings > 0 ? c.max_position_embeddings : 4096;
   cfg.max_context = cfg.max_context == 0 ? mpe : std::min(cfg.max_context, mpe);

@@ -159,6 +159,21 @@ TEST(Engine, AdmissionErrorsComeBeforeAnyCompute) {
   }
 }
 
+// The step-time target is the chunked scheduler's: a negative one, or one for another policy, is a clear error
+// at construction rather than a silently ignored setting.
+TEST(Engine, StepTargetOnlyForTheChunkedScheduler) {
+  auto model = test::load_fixture("mixtral");
+  EngineConfig cfg = small_config();
+  cfg.policy = SchedulerPolicy::Chunked;
+  cfg.step_target_ms = 100;
+  EXPECT_NO_THROW(Engine(model, cfg));
+  cfg.step_target_ms = -1;
+  EXPECT_THROW(Engine(model, cfg), Error);
+  cfg.step_target_ms = 100;
+  cfg.policy = SchedulerPolicy::Layered;
+  EXPECT_THROW(Engine(model, cfg), Error);
+}
+
 TEST(Engine, StopIdsLogprobsAndSeeds) {
   auto model = test::load_fixture("kimi_k2");
   const int V = model->config().n_vocab;
