@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -78,6 +79,26 @@ __global__ void read2_kernel(const uint4* __restrict__ a, size_t na, const uint4
     v ^= q.x ^ q.y ^ q.z ^ q.w;
   }
   if (v == 0x9E3779B9u) sink[blockIdx.x] = v;  // practically never; keeps the loads
+}
+
+// read2_kernel as a programmatic dependent (PDL), shaped like the skinny GEMMs: it lets the next launch start at
+// once, issues its loads, and waits for the previous kernel (griddepcontrol.wait) only before its one store. The
+// floor of a chain of dependent decode GEMMs that prefetch their weights before the dependency resolves.
+__global__ void read2_pdl_kernel(const uint4* __restrict__ a, size_t na, const uint4* __restrict__ b, size_t nb,
+                                 uint32_t* __restrict__ sink) {
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  const unsigned ga = unsigned(double(gridDim.x) * double(na) / double(na + nb));
+  const bool first = blockIdx.x < ga;
+  const uint4* p = first ? a : b;
+  const size_t n = first ? na : nb;
+  const unsigned blk = first ? blockIdx.x : blockIdx.x - ga, nblk = first ? ga : gridDim.x - ga;
+  uint32_t v = 0;
+  for (size_t i = size_t(blk) * blockDim.x + threadIdx.x; i < n; i += size_t(nblk) * blockDim.x) {
+    const uint4 q = __ldcs(p + i);
+    v ^= q.x ^ q.y ^ q.z ^ q.w;
+  }
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  if (v == 0x9E3779B9u) sink[blockIdx.x] = v;
 }
 
 void launch_fill_u32(uint32_t* p, size_t n, uint32_t seed, cudaStream_t s = nullptr) {
@@ -169,6 +190,7 @@ struct Env {
   bool quick = false, sweep = true, moe_sweep = true;
   std::vector<std::pair<int, int>> shapes;  // empty: the issue's four
   std::vector<int> ms;                      // empty: the issue's seven
+  std::vector<std::array<int, 3>> traces;   // --trace N K M (repeatable): only these, nothing else
 };
 
 // "8192x28672,2048x7168" -> pairs; "1,4,16" -> ints.
@@ -271,10 +293,30 @@ void bench_gemm(Env& env) {
             STRATA_CUDA_CHECK_LAUNCH();
           },
           copies, env.reps, s);
-      char line[256];
+      // The same reads as a PDL chain (blocks of 256 threads, 8 per SM: the next launch's blocks fit beside the
+      // running ones).
+      const double t_read_pdl = time_us(
+          [&](int c) {
+            cudaLaunchConfig_t cfg = {};
+            cfg.gridDim = dim3(unsigned(sms * 4));
+            cfg.blockDim = dim3(256);
+            cfg.stream = s;
+            cudaLaunchAttribute attr[1];
+            attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            attr[0].val.programmaticStreamSerializationAllowed = 1;
+            cfg.attrs = attr;
+            cfg.numAttrs = 1;
+            STRATA_CUDA_CHECK(cudaLaunchKernelEx(
+                &cfg, read2_pdl_kernel, static_cast<const uint4*>(static_cast<const void*>(w4[size_t(c)].packed)),
+                nk / 32, static_cast<const uint4*>(static_cast<const void*>(w4[size_t(c)].scales)), nk / 256, sink));
+          },
+          copies, env.reps, s);
+      char line[320];
       std::snprintf(line, sizeof line,
-                    "| %d x %d | %.2f MB (codes + scales) | %.1f us | %.0f GB/s | %.0f%% |", N, K, w4_bytes / 1e6,
-                    t_read, w4_bytes / (t_read * 1e-6) / 1e9, 100.0 * w4_bytes / (t_read * 1e-6) / 1e9 / env.ceiling);
+                    "| %d x %d | %.2f MB (codes + scales) | %.1f us | %.0f GB/s | %.0f%% | %.1f us | %.0f%% |", N, K,
+                    w4_bytes / 1e6, t_read, w4_bytes / (t_read * 1e-6) / 1e9,
+                    100.0 * w4_bytes / (t_read * 1e-6) / 1e9 / env.ceiling, t_read_pdl,
+                    100.0 * w4_bytes / (t_read_pdl * 1e-6) / 1e9 / env.ceiling);
       read_rows.push_back(line);
       std::printf("%s\n", line);
       STRATA_CUDA_CHECK(cudaFree(sink));
@@ -348,6 +390,21 @@ void bench_gemm(Env& env) {
                                 sc.split, run(o));
                   row += b;
                 }
+          {  // the auto configuration at every other ring depth
+            const SkinnyConfig ac = w4a16_skinny_config(M, N, K);
+            for (int st : {2, 3, 4, 6, 8}) {
+              W4A16Options o;
+              o.path = W4A16Path::Skinny;
+              o.skinny_rows = ac.rows;
+              o.skinny_warps = ac.warps;
+              o.skinny_stages = st;
+              const SkinnyConfig sc = w4a16_skinny_config(M, N, K, o);
+              if (!ac.pipe || st == ac.stages || sc.stages != st || sc.warps != ac.warps) continue;
+              char b[80];
+              std::snprintf(b, sizeof b, " auto at S%d %.1f |", st, run(o));
+              row += b;
+            }
+          }
         } else {
           for (int ws : {0, 1})  // the cp.async kernel, the warp-specialised one
             for (int bt : {64, 128, 256}) {
@@ -390,7 +447,8 @@ void bench_gemm(Env& env) {
               "speed-up |\n|---|---|---|---|---|---|---|---|---|---|\n");
   for (auto& r : main_rows) std::printf("%s\n", r.c_str());
   std::printf("\n## Streaming floor: a kernel that only reads the weight bytes, launched like the GEMMs (same "
-              "rotation, same graph chain, no PDL)\n\n| N x K | bytes | us | GB/s | %% of copy BW |\n|---|---|---|---|---|\n");
+              "rotation, same graph chain; no PDL, then as a PDL chain)\n\n| N x K | bytes | us | GB/s | %% of copy BW | "
+              "PDL us | PDL %% of copy BW |\n|---|---|---|---|---|---|---|\n");
   for (auto& r : read_rows) std::printf("%s\n", r.c_str());
   if (env.sweep) {
     std::printf("\n## Variants (us; skinny: R row blocks per warp, W warps per CTA, C CTAs per cluster splitting K; "
@@ -555,6 +613,80 @@ void run_one(int N, int K, int M, int bt) {
   std::printf("ran %d x %d, M %d, BT %d five times\n", N, K, M, bt);
 }
 
+// --trace N K M: one CUDA-graph replay of the auto skinny launch over the rotating weight copies, with the kernel's
+// per-CTA %globaltimer stamps (SkinnyArgs::trace), printed per launch relative to the first launch's earliest
+// entry: when its CTAs entered, got past the PDL wait, finished the k loop and finished; shows how far consecutive
+// launches of a PDL chain overlap and where each one's time goes.
+void run_trace(const Env& env, int N, int K, int M) {
+  const size_t nk = size_t(N) * size_t(K), w4_bytes = nk / 2 + nk / 16;
+  const int copies = int(std::clamp<size_t>((3 * size_t(env.l2) + w4_bytes - 1) / w4_bytes, 4, 64));
+  const cudaStream_t s = env.s;
+  uint32_t* ct_packed = nullptr;
+  uint16_t* ct_scales = nullptr;
+  STRATA_CUDA_CHECK(cudaMalloc(&ct_packed, nk / 2));
+  STRATA_CUDA_CHECK(cudaMalloc(&ct_scales, nk / 16));
+  launch_fill_u32(ct_packed, nk / 8, 7, s);
+  launch_fill_bf16(ct_scales, nk / 32, 8, 0.002f, 0.02f, false, s);
+  std::vector<W4A16Weight> w4(static_cast<size_t>(copies));
+  for (auto& w : w4) {
+    w.n_out = N;
+    w.n_in = K;
+    STRATA_CUDA_CHECK(cudaMalloc(&w.packed, nk / 2));
+    STRATA_CUDA_CHECK(cudaMalloc(&w.scales, nk / 16));
+    w4a16_repack(ct_packed, ct_scales, N, K, w.packed, w.scales, s);
+  }
+  uint16_t *x = nullptr, *y = nullptr;
+  STRATA_CUDA_CHECK(cudaMalloc(&x, size_t(M) * K * 2));
+  STRATA_CUDA_CHECK(cudaMalloc(&y, size_t(M) * N * 2));
+  launch_fill_bf16(x, size_t(M) * K, 9, 0.25f, 1.f, true, s);
+  const SkinnyConfig c = w4a16_skinny_config(M, N, K);
+  const int ctas = (N / 16 / c.rows) * c.split;  // 16 weight rows per row block
+  unsigned long long* trace = nullptr;
+  const size_t per = size_t(ctas) * 4;
+  STRATA_CUDA_CHECK(cudaMalloc(&trace, per * copies * sizeof(unsigned long long)));
+  for (const bool pdl : {true, false}) {
+  auto launch = [&](int i) {
+    W4A16Options o;
+    o.pdl = pdl;
+    o.skinny_trace = trace + per * size_t(i);
+    w4a16_linear(x, M, w4[size_t(i)], y, nullptr, 0, s, o);
+  };
+  const double t = time_us(launch, copies, 5, s);  // warm-up, capture, replays: the trace is the last replay's
+  std::vector<unsigned long long> h(per * copies);
+  STRATA_CUDA_CHECK(cudaMemcpy(h.data(), trace, h.size() * sizeof(h[0]), cudaMemcpyDeviceToHost));
+  std::printf("\ntrace %d x %d, M %d, %s: pipe S%d R%d W%d C%d, %d CTAs per launch, %d launches, %.2f us per launch "
+              "(graph median)\n",
+              N, K, M, pdl ? "PDL" : "no PDL", c.stages, c.rows, c.warps, c.split, ctas, copies, t);
+  std::printf("us from the first launch's first CTA entry; min..max over the launch's CTAs\n\n"
+              "| launch | entry | past PDL wait | k loop done | done | done - past wait (max) |\n|---|---|---|---|---|---|\n");
+  unsigned long long t0 = ~0ull;
+  for (size_t k = 0; k < per; k += 4) t0 = std::min(t0, h[k]);
+  for (int i = 0; i < copies; i++) {
+    double mn[4], mx[4];
+    for (int j = 0; j < 4; j++) {
+      mn[j] = 1e30;
+      mx[j] = -1e30;
+      for (int q = 0; q < ctas; q++) {
+        const double v = (double(h[per * size_t(i) + size_t(q) * 4 + size_t(j)]) - double(t0)) * 1e-3;
+        mn[j] = std::min(mn[j], v);
+        mx[j] = std::max(mx[j], v);
+      }
+    }
+    std::printf("| %d | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f |\n", i, mn[0], mx[0], mn[1], mx[1],
+                mn[2], mx[2], mn[3], mx[3], mx[3] - mn[1]);
+  }
+  }
+  for (auto& w : w4) {
+    STRATA_CUDA_CHECK(cudaFree(w.packed));
+    STRATA_CUDA_CHECK(cudaFree(w.scales));
+  }
+  STRATA_CUDA_CHECK(cudaFree(ct_packed));
+  STRATA_CUDA_CHECK(cudaFree(ct_scales));
+  STRATA_CUDA_CHECK(cudaFree(x));
+  STRATA_CUDA_CHECK(cudaFree(y));
+  STRATA_CUDA_CHECK(cudaFree(trace));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -578,6 +710,10 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--no-moe-sweep")) env.moe_sweep = false;
     if (!std::strcmp(argv[i], "--shapes") && i + 1 < argc) env.shapes = parse_shapes(argv[++i]);
     if (!std::strcmp(argv[i], "--ms") && i + 1 < argc) env.ms = parse_ints(argv[++i]);
+    if (!std::strcmp(argv[i], "--trace") && i + 3 < argc) {
+      env.traces.push_back({std::atoi(argv[i + 1]), std::atoi(argv[i + 2]), std::atoi(argv[i + 3])});
+      i += 3;
+    }
   }
   try {
     int dev = 0, sms = 0;
@@ -598,6 +734,10 @@ int main(int argc, char** argv) {
     std::printf("device-to-device copy bandwidth (read + write, 1 GiB): cudaMemcpy %.0f GB/s, copy kernel %.0f GB/s "
                 "-> ceiling %.0f GB/s\n\n",
                 bw_memcpy, bw_kernel, env.ceiling);
+    if (!env.traces.empty()) {
+      for (auto& t : env.traces) run_trace(env, t[0], t[1], t[2]);
+      gemm = moe = false;
+    }
     if (gemm) bench_gemm(env);
     if (moe) bench_moe(env);
     CUBLAS_CHECK(cublasDestroy(env.blas));
