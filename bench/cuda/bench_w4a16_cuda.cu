@@ -190,7 +190,7 @@ struct Env {
   bool quick = false, sweep = true, moe_sweep = true;
   std::vector<std::pair<int, int>> shapes;  // empty: the issue's four
   std::vector<int> ms;                      // empty: the issue's seven
-  std::vector<std::array<int, 3>> traces;   // --trace N K M (repeatable): only these, nothing else
+  std::vector<std::array<int, 4>> traces;   // --trace N K M S (repeatable; S: ring stages, 0 = auto): only these
 };
 
 // "8192x28672,2048x7168" -> pairs; "1,4,16" -> ints.
@@ -390,6 +390,22 @@ void bench_gemm(Env& env) {
                                 sc.split, run(o));
                   row += b;
                 }
+          // Shallow rings of a few shapes: small enough that the next launch's CTAs fit beside this one's (PDL).
+          for (auto [r, wp, st] : {std::array<int, 3>{14, 4, 3}, {14, 4, 4}, {7, 4, 3}, {7, 4, 4}, {7, 8, 2}, {4, 8, 2},
+                                   {4, 16, 2}, {2, 8, 3}, {2, 16, 2}, {1, 16, 3}, {1, 8, 4}}) {
+            if ((N / 16) % r != 0 || (r == 14 && M > 8) || (r == 8 && M <= 8)) continue;
+            W4A16Options o;
+            o.path = W4A16Path::Skinny;
+            o.skinny_pipe = 1;
+            o.skinny_rows = r;
+            o.skinny_warps = wp;
+            o.skinny_stages = st;
+            const SkinnyConfig sc = w4a16_skinny_config(M, N, K, o);
+            if (sc.rows != r || sc.warps != wp || sc.stages != st) continue;
+            char b[80];
+            std::snprintf(b, sizeof b, " shallow S%dR%dW%d %.1f |", st, r, wp, run(o));
+            row += b;
+          }
           {  // the auto configuration at every other ring depth
             const SkinnyConfig ac = w4a16_skinny_config(M, N, K);
             for (int st : {2, 3, 4, 6, 8}) {
@@ -613,11 +629,11 @@ void run_one(int N, int K, int M, int bt) {
   std::printf("ran %d x %d, M %d, BT %d five times\n", N, K, M, bt);
 }
 
-// --trace N K M: one CUDA-graph replay of the auto skinny launch over the rotating weight copies, with the kernel's
+// --trace N K M S: one CUDA-graph replay of the auto skinny launch (S ring stages unless 0) over the rotating weight copies, with the kernel's
 // per-CTA %globaltimer stamps (SkinnyArgs::trace), printed per launch relative to the first launch's earliest
 // entry: when its CTAs entered, got past the PDL wait, finished the k loop and finished; shows how far consecutive
 // launches of a PDL chain overlap and where each one's time goes.
-void run_trace(const Env& env, int N, int K, int M) {
+void run_trace(const Env& env, int N, int K, int M, int stages) {
   const size_t nk = size_t(N) * size_t(K), w4_bytes = nk / 2 + nk / 16;
   const int copies = int(std::clamp<size_t>((3 * size_t(env.l2) + w4_bytes - 1) / w4_bytes, 4, 64));
   const cudaStream_t s = env.s;
@@ -639,14 +655,17 @@ void run_trace(const Env& env, int N, int K, int M) {
   STRATA_CUDA_CHECK(cudaMalloc(&x, size_t(M) * K * 2));
   STRATA_CUDA_CHECK(cudaMalloc(&y, size_t(M) * N * 2));
   launch_fill_bf16(x, size_t(M) * K, 9, 0.25f, 1.f, true, s);
-  const SkinnyConfig c = w4a16_skinny_config(M, N, K);
+  W4A16Options base;
+  base.skinny_stages = stages;
+  const SkinnyConfig c = w4a16_skinny_config(M, N, K, base);
   const int ctas = (N / 16 / c.rows) * c.split;  // 16 weight rows per row block
   unsigned long long* trace = nullptr;
-  const size_t per = size_t(ctas) * 4;
+  constexpr int kStamps = 5;  // kTraceStamps of the kernel (cuda_w4a16.h: W4A16Options::skinny_trace)
+  const size_t per = size_t(ctas) * kStamps;
   STRATA_CUDA_CHECK(cudaMalloc(&trace, per * copies * sizeof(unsigned long long)));
   for (const bool pdl : {true, false}) {
   auto launch = [&](int i) {
-    W4A16Options o;
+    W4A16Options o = base;
     o.pdl = pdl;
     o.skinny_trace = trace + per * size_t(i);
     w4a16_linear(x, M, w4[size_t(i)], y, nullptr, 0, s, o);
@@ -658,22 +677,23 @@ void run_trace(const Env& env, int N, int K, int M) {
               "(graph median)\n",
               N, K, M, pdl ? "PDL" : "no PDL", c.stages, c.rows, c.warps, c.split, ctas, copies, t);
   std::printf("us from the first launch's first CTA entry; min..max over the launch's CTAs\n\n"
-              "| launch | entry | past PDL wait | k loop done | done | done - past wait (max) |\n|---|---|---|---|---|---|\n");
+              "| launch | entry | past PDL wait | first stage landed | k loop done | done | done - past wait (max) |\n"
+              "|---|---|---|---|---|---|---|\n");
   unsigned long long t0 = ~0ull;
-  for (size_t k = 0; k < per; k += 4) t0 = std::min(t0, h[k]);
+  for (size_t k = 0; k < per; k += kStamps) t0 = std::min(t0, h[k]);
   for (int i = 0; i < copies; i++) {
-    double mn[4], mx[4];
-    for (int j = 0; j < 4; j++) {
+    double mn[kStamps], mx[kStamps];
+    for (int j = 0; j < kStamps; j++) {
       mn[j] = 1e30;
       mx[j] = -1e30;
       for (int q = 0; q < ctas; q++) {
-        const double v = (double(h[per * size_t(i) + size_t(q) * 4 + size_t(j)]) - double(t0)) * 1e-3;
+        const double v = (double(h[per * size_t(i) + size_t(q) * kStamps + size_t(j)]) - double(t0)) * 1e-3;
         mn[j] = std::min(mn[j], v);
         mx[j] = std::max(mx[j], v);
       }
     }
-    std::printf("| %d | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f |\n", i, mn[0], mx[0], mn[1], mx[1],
-                mn[2], mx[2], mn[3], mx[3], mx[3] - mn[1]);
+    std::printf("| %d | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f |\n", i, mn[0], mx[0],
+                mn[1], mx[1], mn[2], mx[2], mn[3], mx[3], mn[4], mx[4], mx[4] - mn[1]);
   }
   }
   for (auto& w : w4) {
@@ -710,9 +730,9 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--no-moe-sweep")) env.moe_sweep = false;
     if (!std::strcmp(argv[i], "--shapes") && i + 1 < argc) env.shapes = parse_shapes(argv[++i]);
     if (!std::strcmp(argv[i], "--ms") && i + 1 < argc) env.ms = parse_ints(argv[++i]);
-    if (!std::strcmp(argv[i], "--trace") && i + 3 < argc) {
-      env.traces.push_back({std::atoi(argv[i + 1]), std::atoi(argv[i + 2]), std::atoi(argv[i + 3])});
-      i += 3;
+    if (!std::strcmp(argv[i], "--trace") && i + 4 < argc) {
+      env.traces.push_back({std::atoi(argv[i + 1]), std::atoi(argv[i + 2]), std::atoi(argv[i + 3]), std::atoi(argv[i + 4])});
+      i += 4;
     }
   }
   try {
@@ -735,7 +755,7 @@ int main(int argc, char** argv) {
                 "-> ceiling %.0f GB/s\n\n",
                 bw_memcpy, bw_kernel, env.ceiling);
     if (!env.traces.empty()) {
-      for (auto& t : env.traces) run_trace(env, t[0], t[1], t[2]);
+      for (auto& t : env.traces) run_trace(env, t[0], t[1], t[2], t[3]);
       gemm = moe = false;
     }
     if (gemm) bench_gemm(env);

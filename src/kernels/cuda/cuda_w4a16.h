@@ -58,8 +58,8 @@ struct W4A16Options {
   // Skinny: the pipelined kernel (per-warp cp.async rings, S-1 stages in flight; 1, the default when -1) or the
   // register-staged one (0); stages of the ring (2..8; 0 = as many as fit).
   int skinny_pipe = -1, skinny_stages = 0;
-  // Profiling only: a device buffer of 4 x (CTAs of the launch) u64 that the pipelined skinny kernel fills with
-  // %globaltimer stamps per CTA (entry, past the PDL wait, past the k loop, done); null = off.
+  // Profiling only: a device buffer of 5 x (CTAs of the launch) u64 that the pipelined skinny kernel fills with
+  // %globaltimer stamps per CTA (entry, past the PDL wait, first stage landed, k loop done, done); null = off.
   unsigned long long* skinny_trace = nullptr;
 };
 

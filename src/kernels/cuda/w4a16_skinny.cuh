@@ -57,8 +57,8 @@ struct SkinnyArgs {
   // Pipelined kernel: x rows a ring stage holds, at most 8*MT (0 = 8*MT). The host sets it to the most tokens a
   // chunk can have (dense: M; grouped: the layer's tokens), so a decode stage holds 1 x row instead of 8.
   int x_stage_rows = 0;
-  // Profiling (pipelined kernel): when set, thread 0 of each CTA writes 4 %globaltimer stamps at
-  // trace[4 * cta]: entry, past the PDL wait, past the k loop, done.
+  // Profiling (pipelined kernel): when set, thread 0 of each CTA writes kTraceStamps %globaltimer stamps at
+  // trace[kTraceStamps * cta]: entry, past the PDL wait, first stage landed, k loop done, done.
   unsigned long long* trace = nullptr;
 };
 
@@ -71,9 +71,11 @@ __device__ __forceinline__ unsigned long long global_ns() {
   return t;
 }
 // SkinnyArgs::trace: stamp `i` of this CTA (thread 0 only).
+constexpr int kTraceStamps = 5;
 __device__ __forceinline__ void trace_stamp(unsigned long long* trace, int i) {
   if (trace && threadIdx.x == 0)
-    trace[4 * (size_t(blockIdx.z) * gridDim.y * gridDim.x + size_t(blockIdx.y) * gridDim.x + blockIdx.x) + i] = global_ns();
+    trace[kTraceStamps * (size_t(blockIdx.z) * gridDim.y * gridDim.x + size_t(blockIdx.y) * gridDim.x + blockIdx.x) +
+          i] = global_ns();
 }
 
 // Sums the CTA's W warp partials (fixed order: deterministic) into res, then the cluster's CTAs (split K over
@@ -455,6 +457,7 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
     for (int it = 0; it < n_it; it++) {
       cp_async_wait<S - 2>();
       __syncwarp();  // every lane's copies of stage it have landed; every lane is done reading stage it-1's slot
+      if (it == 0 && c0 == 0) trace_stamp(a.trace, 2);
       load_w(it + S - 1);
       load_x(it + S - 1);
       cp_async_commit();
@@ -528,12 +531,12 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
       }
     }
     cp_async_wait<0>();
-    trace_stamp(a.trace, 2);
+    trace_stamp(a.trace, 3);
     __syncthreads();  // red aliases the rings: every warp must be done with its ring first
     if (!skinny_reduce(acc, red, res)) return;
     skinny_store<R, MT, OUT>(a, res, nb0, c0, n_tok, row0);
   }
-  trace_stamp(a.trace, 3);
+  trace_stamp(a.trace, 4);
 }
 
 // k tiles in flight per warp: 4, or 2 where R row blocks x MT token tiles would spill registers at 4.
