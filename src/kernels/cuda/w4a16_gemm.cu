@@ -705,7 +705,7 @@ void launch_skinny_pipe(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c
   static std::atomic<uint64_t> done{0};
   auto kernel = w4a16_skinny_pipe_kernel<MT, R, S>;
   ensure_smem(reinterpret_cast<const void*>(kernel), int(kSkinnyPipeSmemMax), done);
-  launch_skinny_ex(kernel, a, unsigned(n_blocks / R), c, skinny_pipe_smem_bytes(MT, R, c.warps, S, a.x_stage_rows), s);
+  launch_skinny_ex(kernel, a, unsigned(n_blocks / R), c, skinny_pipe_smem_bytes(MT, R, c.warps, S), s);
 }
 
 template <int MT, int R>
@@ -819,11 +819,9 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
     // Stages: as many as fit the CTA's share of shared memory (two CTAs per SM at W <= 8, one at W = 16 or when
     // the grid has at most one CTA per SM).
     const int mt = M <= 8 ? 1 : 2;
-    // A stage holds M x rows (decode: 1, not 8); no more stages than hold all of a warp's k tiles in flight.
     const size_t budget = c.warps >= 16 || ctas <= sms ? kSkinnyPipeSmemMax : kSkinnyPipeSmemMax / 2;
-    const int per_warp = (k_tiles + c.warps * c.split - 1) / (c.warps * c.split);
-    c.stages = skinny_pipe_stages(mt, c.rows, c.warps, budget, opt.skinny_stages, M, per_warp);
-    while (c.warps > 4 && skinny_pipe_smem_bytes(mt, c.rows, c.warps, c.stages, M) > kSkinnyPipeSmemMax) c.warps /= 2;
+    c.stages = skinny_pipe_stages(mt, c.rows, c.warps, budget, opt.skinny_stages);
+    while (c.warps > 4 && skinny_pipe_smem_bytes(mt, c.rows, c.warps, c.stages) > kSkinnyPipeSmemMax) c.warps /= 2;
     c.split = std::max(1, std::min(c.split, k_tiles / c.warps));
   }
   return c;
@@ -886,7 +884,6 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
       a.y = y;
       a.ldy = N;
       a.pdl = opt.pdl;
-      a.x_stage_rows = M;
       a.trace = opt.skinny_trace;
       if (M <= 8)
         launch_skinny_mt<1>(a, N / kW4TileN, c, s);

@@ -288,14 +288,14 @@ void launch_grouped_pipe_s(const SkinnyArgs& a, int n_blocks, int slots, int war
     STRATA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSkinnyPipeSmemMax)));
     done.fetch_or(bit);
   }
-  kernel<<<dim3(unsigned(n_blocks / R), unsigned(slots)), warps * 32, skinny_pipe_smem_bytes(MT, R, warps, S, a.x_stage_rows), s>>>(a);
+  kernel<<<dim3(unsigned(n_blocks / R), unsigned(slots)), warps * 32, skinny_pipe_smem_bytes(MT, R, warps, S), s>>>(a);
   STRATA_CUDA_CHECK_LAUNCH();
 }
 
 // Stages: `stages` when given, else as many as fit two CTAs per SM.
 template <int MT, int R, int OUT>
 void launch_grouped_pipe(const SkinnyArgs& a, int n_blocks, int slots, int warps, int stages, cudaStream_t s) {
-  switch (skinny_pipe_stages(MT, R, warps, kSkinnyPipeSmemMax / 2, stages, a.x_stage_rows)) {
+  switch (skinny_pipe_stages(MT, R, warps, kSkinnyPipeSmemMax / 2, stages)) {
     case 8: return launch_grouped_pipe_s<MT, R, OUT, 8>(a, n_blocks, slots, warps, s);
     case 6: return launch_grouped_pipe_s<MT, R, OUT, 6>(a, n_blocks, slots, warps, s);
     case 4: return launch_grouped_pipe_s<MT, R, OUT, 4>(a, n_blocks, slots, warps, s);
@@ -540,7 +540,6 @@ void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const i
   a.e_wq = reinterpret_cast<const uint4* const*>(L.ptrs);
   a.e_ws = reinterpret_cast<const uint2* const*>(L.ptrs + n);
   a.x_rows = w.row_token;
-  a.x_stage_rows = T;  // no expert has more tokens than the layer
   a.y = w.h;
   a.ldy = F;
   const int gu_blocks = 2 * F / kW4TileN;

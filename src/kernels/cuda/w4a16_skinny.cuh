@@ -54,9 +54,6 @@ struct SkinnyArgs {
   void* y = nullptr;            // output rows (dense: token m; grouped: permuted row), row stride ldy
   int ldy = 0;
   bool pdl = false;             // dense only: launched as a programmatic dependent (see the header)
-  // Pipelined kernel: x rows a ring stage holds, at most 8*MT (0 = 8*MT). The host sets it to the most tokens a
-  // chunk can have (dense: M; grouped: the layer's tokens), so a decode stage holds 1 x row instead of 8.
-  int x_stage_rows = 0;
   // Profiling (pipelined kernel): when set, thread 0 of each CTA writes kTraceStamps %globaltimer stamps at
   // trace[kTraceStamps * cta]: entry, past the PDL wait, first stage landed, k loop done, done.
   unsigned long long* trace = nullptr;
@@ -305,29 +302,23 @@ __global__ void __launch_bounds__(512) w4a16_skinny_kernel(SkinnyArgs a) {
 // ---------------------------------------------------------------------------------------------
 // Pipelined skinny kernel (dense, M <= 8*MT, bf16 out): the same warp/CTA/cluster split of K and the same
 // reduction, but every warp streams its k tiles through a private S-stage cp.async ring in shared memory (R weight
-// tiles + their scales + the chunk's x rows, at most 8*MT, per stage) and keeps S-1 stages in flight while it
-// computes one, as Marlin does. The register-staged kernel above loads U tiles, waits, computes and only then loads
-// again, so each warp's memory stream stops while it computes: on the H200 it tops out near 2.8 TB/s. A stage is
+// tiles + their scales + the 8*MT x rows per stage) and keeps S-1 stages in flight while it computes one, as Marlin
+// does. The register-staged kernel above loads U tiles, waits, computes and only then loads again, so each warp's
+// memory stream stops while it computes: on the H200 it tops out near 2.8 TB/s whatever the shape. A stage is
 // read back with lds.128 (weights), lds.64 (scales) and ldmatrix (x, 128-byte swizzle: conflict-free).
 // PDL: the weight copies of the first S-1 stages go out before griddepcontrol.wait, the x copies after it; each
 // is its own commit group, so "stage i landed" is always cp.async.wait_group S-2 (groups: W0..W(S-2), X0..X(S-2),
 // then one per later stage: stage i's last group has index S-1+i).
 // ---------------------------------------------------------------------------------------------
 
-// A ring stage: R weight tiles (512 bytes each), their scales (64 bytes each), then x_rows x rows of 128 bytes.
 template <int MT, int R>
 struct PipeStage {
-  static constexpr int kW = R * 512, kS = R * 64;
-  __host__ __device__ static constexpr int bytes(int x_rows) { return kW + kS + x_rows * 128; }
+  static constexpr int kW = R * 512, kS = R * 64, kX = 8 * MT * 128;
+  static constexpr int kBytes = kW + kS + kX;
 };
 
-// x rows of a pipelined stage: `rows` tokens clamped to 1..8*mt (0: 8*mt).
-__host__ __device__ constexpr int skinny_pipe_x_rows(int mt, int rows) {
-  return rows <= 0 || rows > 8 * mt ? 8 * mt : rows;
-}
-
-__host__ __device__ constexpr size_t skinny_pipe_smem_bytes(int mt, int rows, int warps, int stages, int x_rows = 0) {
-  const size_t ring = size_t(warps) * stages * (rows * 576 + skinny_pipe_x_rows(mt, x_rows) * 128);
+__host__ __device__ constexpr size_t skinny_pipe_smem_bytes(int mt, int rows, int warps, int stages) {
+  const size_t ring = size_t(warps) * stages * (rows * 576 + 8 * mt * 128);
   const size_t red = size_t(warps) * rows * mt * 4 * 32 * 4;
   return (ring > red ? ring : red) + size_t(rows) * mt * 4 * 32 * 4;
 }
@@ -337,17 +328,12 @@ constexpr size_t kSkinnyPipeSmemMax = 220 * 1024;
 
 // Ring stages of a pipelined launch: `requested` (2..8; 5 and 7 round down to the instantiated 4 and 6) when
 // given, else the most of {2, 3, 4, 6, 8} that fit `budget` bytes; never more than kSkinnyPipeSmemMax allows.
-// given, else the most of {2, 3, 4, 6, 8} that fit `budget` bytes, but no more than the first that holds a warp's
-// `tiles_per_warp` k tiles (> 0) all in flight; never more than kSkinnyPipeSmemMax allows.
-inline int skinny_pipe_stages(int mt, int rows, int warps, size_t budget, int requested = 0, int x_rows = 0,
-                              int tiles_per_warp = 0) {
+inline int skinny_pipe_stages(int mt, int rows, int warps, size_t budget, int requested = 0) {
   int st = 2;
   for (int c : {3, 4, 6, 8})
-    if (skinny_pipe_smem_bytes(mt, rows, warps, c, x_rows) <= budget && (tiles_per_warp <= 0 || st < tiles_per_warp + 1))
-      st = c;
+    if (skinny_pipe_smem_bytes(mt, rows, warps, c) <= budget) st = c;
   if (requested >= 2 && requested <= 8) st = requested == 5 ? 4 : requested == 7 ? 6 : requested;
-  while (st > 2 && skinny_pipe_smem_bytes(mt, rows, warps, st, x_rows) > kSkinnyPipeSmemMax)
-    st = st == 8 ? 6 : st == 6 ? 4 : st - 1;
+  while (st > 2 && skinny_pipe_smem_bytes(mt, rows, warps, st) > kSkinnyPipeSmemMax) st = st == 8 ? 6 : st == 6 ? 4 : st - 1;
   return st;
 }
 
@@ -370,11 +356,10 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
   constexpr bool kF32Scale = skinny_pipe_f32_scale(MT, R);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
   const int n_split = gridDim.z, kw = blockIdx.z * n_warps + warp, kw_total = n_split * n_warps;
-  const int x_rows = skinny_pipe_x_rows(MT, a.x_stage_rows), st_bytes = St::bytes(x_rows);
-  const size_t ring_bytes = size_t(n_warps) * S * st_bytes, red_bytes = size_t(n_warps) * kVals * 32 * 4;
+  const size_t ring_bytes = size_t(n_warps) * S * St::kBytes, red_bytes = size_t(n_warps) * kVals * 32 * 4;
   float* red = smem_f;
   float* res = smem_f + (ring_bytes > red_bytes ? ring_bytes : red_bytes) / 4;
-  const uint32_t ring = smem_addr(smem_f) + uint32_t(warp * S * st_bytes);
+  const uint32_t ring = smem_addr(smem_f) + uint32_t(warp * S * St::kBytes);
   const int g = lane >> 2;
   const int nb0 = blockIdx.x * R, k_tiles = a.K / kW4TileK;
   const int n_it = kw < k_tiles ? (k_tiles - 1 - kw) / kw_total + 1 : 0;  // this warp's k tiles
@@ -393,7 +378,7 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
   constexpr size_t kScalePass = size_t(8) * 4;  // 16-byte scale chunks of the 8 row blocks one pass of lanes covers
   auto load_w = [&](int it) {
     const int kt = kw + it * kw_total;
-    const uint32_t st = ring + uint32_t((it % S) * st_bytes);
+    const uint32_t st = ring + uint32_t((it % S) * St::kBytes);
     if (it < n_it) {
 #pragma unroll
       for (int i = 0; i < R; i++) cp_async16_s(st + i * 512 + lane * 16, wsrc + (size_t(i) * k_tiles + kt) * 32, true);
@@ -406,23 +391,13 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
   const uint16_t* xsrc[2 * MT];
   auto load_x = [&](int it) {
     const int kt = kw + it * kw_total;
-    const uint32_t st = ring + uint32_t((it % S) * st_bytes + St::kW + St::kS);
+    const uint32_t st = ring + uint32_t((it % S) * St::kBytes + St::kW + St::kS);
     if (it < n_it)
 #pragma unroll
       for (int j = 0; j < 2 * MT; j++)
-        if ((lane >> 3) + 4 * j < x_rows)
-          cp_async16_s(st + sw128((lane >> 3) + 4 * j, lane & 7), xsrc[j] ? xsrc[j] + size_t(kt) * kW4TileK : a.x,
+        cp_async16_s(st + sw128((lane >> 3) + 4 * j, lane & 7), xsrc[j] ? xsrc[j] + size_t(kt) * kW4TileK : a.x,
                      xsrc[j] != nullptr);
   };
-
-  // ldmatrix row addresses in a stage's x rows: token row 8j + lane%8, 16-byte chunk 4P + lane/8. Rows past
-  // x_rows are not in the stage: those lanes read row (row mod x_rows) instead, which only feeds the mma columns
-  // of tokens past the chunk, never stored.
-  uint32_t x_off[MT][2];
-#pragma unroll
-  for (int j = 0; j < MT; j++)
-#pragma unroll
-    for (int P = 0; P < 2; P++) x_off[j][P] = sw128((8 * j + (lane & 7)) % x_rows, 4 * P + (lane >> 3));
 
   for (int c0 = 0; c0 < n_tok; c0 += 8 * MT) {
 #pragma unroll
@@ -461,12 +436,13 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
       load_w(it + S - 1);
       load_x(it + S - 1);
       cp_async_commit();
-      const uint32_t st = ring + uint32_t((it % S) * st_bytes);
+      const uint32_t st = ring + uint32_t((it % S) * St::kBytes);
       uint32_t xb[MT][8];
 #pragma unroll
       for (int j = 0; j < MT; j++)
 #pragma unroll
-        for (int P = 0; P < 2; P++) ldmatrix_x4(&xb[j][4 * P], st + St::kW + St::kS + x_off[j][P]);
+        for (int P = 0; P < 2; P++)
+          ldmatrix_x4(&xb[j][4 * P], st + St::kW + St::kS + sw128(8 * j + (lane & 7), 4 * P + (lane >> 3)));
       if constexpr (kF32Scale) {
         // The tensor cores take the exact biased codes 128 + u; the bias and the group scale are applied in f32 per
         // 32-k group: sum_k (u - 8) s x = s (sum_k (128 + u) x - 136 sum_k x). nsx[G][j][h] = -136 * the sum of x
