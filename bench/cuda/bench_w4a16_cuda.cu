@@ -66,8 +66,13 @@ __global__ void copy_kernel(const uint4* __restrict__ a, uint4* __restrict__ b, 
 
 // Reads two arrays once (INT4 codes, then scales: the weight stream of a W4A16 GEMV without the math); the
 // first blocks take a, the rest b, by byte share; one word per block out.
+// kPdl: shaped like the skinny GEMMs as a programmatic dependent launch: it lets the next launch start at once,
+// issues its loads, and waits for the previous kernel (griddepcontrol.wait) only before its one store. The floor
+// of a chain of dependent decode GEMMs that prefetch their weights before the dependency resolves.
+template <bool kPdl>
 __global__ void read2_kernel(const uint4* __restrict__ a, size_t na, const uint4* __restrict__ b, size_t nb,
                              uint32_t* __restrict__ sink) {
+  if constexpr (kPdl) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   const unsigned ga = unsigned(double(gridDim.x) * double(na) / double(na + nb));
   const bool first = blockIdx.x < ga;
   const uint4* p = first ? a : b;
@@ -78,27 +83,8 @@ __global__ void read2_kernel(const uint4* __restrict__ a, size_t na, const uint4
     const uint4 q = __ldcs(p + i);
     v ^= q.x ^ q.y ^ q.z ^ q.w;
   }
+  if constexpr (kPdl) asm volatile("griddepcontrol.wait;" ::: "memory");
   if (v == 0x9E3779B9u) sink[blockIdx.x] = v;  // practically never; keeps the loads
-}
-
-// read2_kernel as a programmatic dependent (PDL), shaped like the skinny GEMMs: it lets the next launch start at
-// once, issues its loads, and waits for the previous kernel (griddepcontrol.wait) only before its one store. The
-// floor of a chain of dependent decode GEMMs that prefetch their weights before the dependency resolves.
-__global__ void read2_pdl_kernel(const uint4* __restrict__ a, size_t na, const uint4* __restrict__ b, size_t nb,
-                                 uint32_t* __restrict__ sink) {
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-  const unsigned ga = unsigned(double(gridDim.x) * double(na) / double(na + nb));
-  const bool first = blockIdx.x < ga;
-  const uint4* p = first ? a : b;
-  const size_t n = first ? na : nb;
-  const unsigned blk = first ? blockIdx.x : blockIdx.x - ga, nblk = first ? ga : gridDim.x - ga;
-  uint32_t v = 0;
-  for (size_t i = size_t(blk) * blockDim.x + threadIdx.x; i < n; i += size_t(nblk) * blockDim.x) {
-    const uint4 q = __ldcs(p + i);
-    v ^= q.x ^ q.y ^ q.z ^ q.w;
-  }
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-  if (v == 0x9E3779B9u) sink[blockIdx.x] = v;
 }
 
 void launch_fill_u32(uint32_t* p, size_t n, uint32_t seed, cudaStream_t s = nullptr) {
@@ -108,6 +94,36 @@ void launch_fill_u32(uint32_t* p, size_t n, uint32_t seed, cudaStream_t s = null
 void launch_fill_bf16(uint16_t* p, size_t n, uint32_t seed, float lo, float hi, bool signed_, cudaStream_t s = nullptr) {
   fill_bf16<<<1024, 256, 0, s>>>(p, n, seed, lo, hi, signed_);
   STRATA_CUDA_CHECK_LAUNCH();
+}
+
+// `copies` repacked copies of one random N x K INT4 weight (codes uniform, scales in [0.002, 0.02)), on stream s.
+std::vector<W4A16Weight> random_w4_copies(int N, int K, int copies, uint32_t seed, cudaStream_t s) {
+  const size_t nk = size_t(N) * size_t(K);
+  uint32_t* ct_packed = nullptr;
+  uint16_t* ct_scales = nullptr;
+  STRATA_CUDA_CHECK(cudaMalloc(&ct_packed, nk / 2));
+  STRATA_CUDA_CHECK(cudaMalloc(&ct_scales, nk / 16));
+  launch_fill_u32(ct_packed, nk / 8, seed, s);
+  launch_fill_bf16(ct_scales, nk / 32, seed + 1, 0.002f, 0.02f, false, s);
+  std::vector<W4A16Weight> w4(static_cast<size_t>(copies));
+  for (auto& w : w4) {
+    w.n_out = N;
+    w.n_in = K;
+    STRATA_CUDA_CHECK(cudaMalloc(&w.packed, nk / 2));
+    STRATA_CUDA_CHECK(cudaMalloc(&w.scales, nk / 16));
+    w4a16_repack(ct_packed, ct_scales, N, K, w.packed, w.scales, s);
+  }
+  STRATA_CUDA_CHECK(cudaStreamSynchronize(s));
+  STRATA_CUDA_CHECK(cudaFree(ct_packed));
+  STRATA_CUDA_CHECK(cudaFree(ct_scales));
+  return w4;
+}
+void free_w4(std::vector<W4A16Weight>& w4) {
+  for (auto& w : w4) {
+    STRATA_CUDA_CHECK(cudaFree(w.packed));
+    STRATA_CUDA_CHECK(cudaFree(w.scales));
+  }
+  w4.clear();
 }
 
 double median(std::vector<double> v) {
@@ -239,23 +255,8 @@ void bench_gemm(Env& env) {
     const int copies = int(std::clamp<size_t>((3 * size_t(env.l2) + w4_bytes - 1) / w4_bytes, 2, 64));
     const int bf_copies = int(std::clamp<size_t>((3 * size_t(env.l2) + bf_bytes - 1) / bf_bytes, 2, 16));
 
-    uint32_t* ct_packed = nullptr;
-    uint16_t* ct_scales = nullptr;
-    STRATA_CUDA_CHECK(cudaMalloc(&ct_packed, nk / 2));
-    STRATA_CUDA_CHECK(cudaMalloc(&ct_scales, nk / 16));
-    launch_fill_u32(ct_packed, nk / 8, seed++);
-    launch_fill_bf16(ct_scales, nk / 32, seed++, 0.002f, 0.02f, false);
-    std::vector<W4A16Weight> w4(static_cast<size_t>(copies));
-    for (auto& w : w4) {
-      w.n_out = N;
-      w.n_in = K;
-      STRATA_CUDA_CHECK(cudaMalloc(&w.packed, nk / 2));
-      STRATA_CUDA_CHECK(cudaMalloc(&w.scales, nk / 16));
-      w4a16_repack(ct_packed, ct_scales, N, K, w.packed, w.scales, s);
-    }
-    STRATA_CUDA_CHECK(cudaStreamSynchronize(s));
-    STRATA_CUDA_CHECK(cudaFree(ct_packed));
-    STRATA_CUDA_CHECK(cudaFree(ct_scales));
+    std::vector<W4A16Weight> w4 = random_w4_copies(N, K, copies, seed, s);
+    seed += 2;
     std::vector<uint16_t*> wbf(static_cast<size_t>(bf_copies));
     for (auto& p : wbf) {
       STRATA_CUDA_CHECK(cudaMalloc(&p, bf_bytes));
@@ -287,7 +288,7 @@ void bench_gemm(Env& env) {
       // Codes and scales are two allocations: one kernel reads both (blocks split in proportion to the bytes).
       const double t_read = time_us(
           [&](int c) {
-            read2_kernel<<<sms * 4, 512, 0, s>>>(static_cast<const uint4*>(static_cast<const void*>(w4[size_t(c)].packed)),
+            read2_kernel<false><<<sms * 4, 512, 0, s>>>(static_cast<const uint4*>(static_cast<const void*>(w4[size_t(c)].packed)),
                                                  nk / 32, static_cast<const uint4*>(static_cast<const void*>(w4[size_t(c)].scales)),
                                                  nk / 256, sink);
             STRATA_CUDA_CHECK_LAUNCH();
@@ -307,7 +308,7 @@ void bench_gemm(Env& env) {
             cfg.attrs = attr;
             cfg.numAttrs = 1;
             STRATA_CUDA_CHECK(cudaLaunchKernelEx(
-                &cfg, read2_pdl_kernel, static_cast<const uint4*>(static_cast<const void*>(w4[size_t(c)].packed)),
+                &cfg, read2_kernel<true>, static_cast<const uint4*>(static_cast<const void*>(w4[size_t(c)].packed)),
                 nk / 32, static_cast<const uint4*>(static_cast<const void*>(w4[size_t(c)].scales)), nk / 256, sink));
           },
           copies, env.reps, s);
@@ -446,10 +447,7 @@ void bench_gemm(Env& env) {
         std::printf("%s\n", row.c_str());
       }
     }
-    for (auto& w : w4) {
-      STRATA_CUDA_CHECK(cudaFree(w.packed));
-      STRATA_CUDA_CHECK(cudaFree(w.scales));
-    }
+    free_w4(w4);
     for (auto* p : wbf) STRATA_CUDA_CHECK(cudaFree(p));
     STRATA_CUDA_CHECK(cudaFree(x));
     STRATA_CUDA_CHECK(cudaFree(y));
@@ -599,19 +597,8 @@ void bench_moe(Env& env) {
 
 // --one N K M BT: five launches of one linear (wgmma with BT tokens per CTA, or auto when BT is 0), for profilers.
 void run_one(int N, int K, int M, int bt) {
-  const size_t nk = size_t(N) * K;
-  uint32_t* ct = nullptr;
-  uint16_t* cs = nullptr;
-  STRATA_CUDA_CHECK(cudaMalloc(&ct, nk / 2));
-  STRATA_CUDA_CHECK(cudaMalloc(&cs, nk / 16));
-  launch_fill_u32(ct, nk / 8, 1);
-  launch_fill_bf16(cs, nk / 32, 2, 0.002f, 0.02f, false);
-  W4A16Weight w;
-  w.n_out = N;
-  w.n_in = K;
-  STRATA_CUDA_CHECK(cudaMalloc(&w.packed, nk / 2));
-  STRATA_CUDA_CHECK(cudaMalloc(&w.scales, nk / 16));
-  w4a16_repack(ct, cs, N, K, w.packed, w.scales, nullptr);
+  std::vector<W4A16Weight> w4 = random_w4_copies(N, K, 1, 1, nullptr);
+  const W4A16Weight& w = w4[0];
   uint16_t *x = nullptr, *y = nullptr;
   STRATA_CUDA_CHECK(cudaMalloc(&x, size_t(M) * K * 2));
   STRATA_CUDA_CHECK(cudaMalloc(&y, size_t(M) * N * 2));
@@ -629,28 +616,15 @@ void run_one(int N, int K, int M, int bt) {
   std::printf("ran %d x %d, M %d, BT %d five times\n", N, K, M, bt);
 }
 
-// --trace N K M S: one CUDA-graph replay of the auto skinny launch (S ring stages unless 0) over the rotating weight copies, with the kernel's
-// per-CTA %globaltimer stamps (SkinnyArgs::trace), printed per launch relative to the first launch's earliest
-// entry: when its CTAs entered, got past the PDL wait, finished the k loop and finished; shows how far consecutive
-// launches of a PDL chain overlap and where each one's time goes.
+// --trace N K M S: one CUDA-graph replay of the auto skinny launch (S ring stages unless 0) over the rotating
+// weight copies, with the kernel's per-CTA %globaltimer stamps (SkinnyArgs::trace), printed per launch relative to
+// the first launch's earliest entry: when its CTAs entered, got past the PDL wait, had their first stage, finished
+// the k loop and finished; shows how far consecutive launches of a PDL chain overlap and where the time goes.
 void run_trace(const Env& env, int N, int K, int M, int stages) {
   const size_t nk = size_t(N) * size_t(K), w4_bytes = nk / 2 + nk / 16;
   const int copies = int(std::clamp<size_t>((3 * size_t(env.l2) + w4_bytes - 1) / w4_bytes, 4, 64));
   const cudaStream_t s = env.s;
-  uint32_t* ct_packed = nullptr;
-  uint16_t* ct_scales = nullptr;
-  STRATA_CUDA_CHECK(cudaMalloc(&ct_packed, nk / 2));
-  STRATA_CUDA_CHECK(cudaMalloc(&ct_scales, nk / 16));
-  launch_fill_u32(ct_packed, nk / 8, 7, s);
-  launch_fill_bf16(ct_scales, nk / 32, 8, 0.002f, 0.02f, false, s);
-  std::vector<W4A16Weight> w4(static_cast<size_t>(copies));
-  for (auto& w : w4) {
-    w.n_out = N;
-    w.n_in = K;
-    STRATA_CUDA_CHECK(cudaMalloc(&w.packed, nk / 2));
-    STRATA_CUDA_CHECK(cudaMalloc(&w.scales, nk / 16));
-    w4a16_repack(ct_packed, ct_scales, N, K, w.packed, w.scales, s);
-  }
+  std::vector<W4A16Weight> w4 = random_w4_copies(N, K, copies, 7, s);
   uint16_t *x = nullptr, *y = nullptr;
   STRATA_CUDA_CHECK(cudaMalloc(&x, size_t(M) * K * 2));
   STRATA_CUDA_CHECK(cudaMalloc(&y, size_t(M) * N * 2));
@@ -696,12 +670,7 @@ void run_trace(const Env& env, int N, int K, int M, int stages) {
                 mn[1], mx[1], mn[2], mx[2], mn[3], mx[3], mn[4], mx[4], mx[4] - mn[1]);
   }
   }
-  for (auto& w : w4) {
-    STRATA_CUDA_CHECK(cudaFree(w.packed));
-    STRATA_CUDA_CHECK(cudaFree(w.scales));
-  }
-  STRATA_CUDA_CHECK(cudaFree(ct_packed));
-  STRATA_CUDA_CHECK(cudaFree(ct_scales));
+  free_w4(w4);
   STRATA_CUDA_CHECK(cudaFree(x));
   STRATA_CUDA_CHECK(cudaFree(y));
   STRATA_CUDA_CHECK(cudaFree(trace));
