@@ -5,6 +5,8 @@
 # Build: CMake (-DSTRATA_CUDA=ON -DSTRATA_BUILD_TESTS=OFF) when cmake exists and configures (the top level needs
 # nlohmann-json); otherwise nvcc directly, compiling only the CPU sources the check needs (no nlohmann).
 # Env: STRATA_CUDA_BUILD=auto|cmake|nvcc (default auto), STRATA_SANITIZE=1 runs compute-sanitizer (default off),
+#      STRATA_CUDA_TRACE=1 builds the skinny kernel's per-CTA trace stamps in (for BENCH_ARGS="--trace N K M S";
+#      they change the kernels' register allocation, so timings of such a build are not the shipped kernels'),
 #      STRATA_SKIP_BENCH=1 skips the benchmark, STRATA_SKIP_CHECK=1 the op check, STRATA_NCU=1 profiles one wgmma
 #      launch (NCU_ARGS="N K M BT", NCU_EXTRA: more ncu options), BENCH_ARGS / CHECK_ARGS are passed to the programs.
 # Outputs in $OUT: build.txt, device.txt, layout_sim.txt, cuda_op_check.txt, bench_w4a16.txt, sass_summary.txt,
@@ -41,6 +43,7 @@ build_cmake() {
   # -march=native: the binaries run on this machine only, and it keeps the CPU reference building while a
   # new SIMD file has no per-file ISA flags yet.
   cmake -S "$ROOT" -B "$BUILD/cmake" -DCMAKE_BUILD_TYPE=Release -DSTRATA_CUDA=ON -DSTRATA_BUILD_TESTS=OFF \
+    -DSTRATA_CUDA_TRACE="$([ "${STRATA_CUDA_TRACE:-0}" = 1 ] && echo ON || echo OFF)" \
     -DSTRATA_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS="${STRATA_DEVICE_CXXFLAGS:--march=native}" >>"$OUT/build.txt" 2>&1 || return 1
   cmake --build "$BUILD/cmake" -j16 --target cuda_op_check bench_w4a16_cuda w4a16_layout_sim \
     >>"$OUT/build.txt" 2>&1 || return 2
@@ -53,6 +56,7 @@ build_nvcc() {
   mkdir -p "$obj"
   local arch="-gencode=arch=compute_90a,code=sm_90a"
   local cu="-std=c++20 -O3 $arch -lineinfo -I src -Xcompiler -Wall,-Wextra,-Wno-unused-parameter"
+  [ "${STRATA_CUDA_TRACE:-0}" = 1 ] && cu="$cu -DSTRATA_CUDA_TRACE"
   local cxx="-std=c++20 -O2 -I src -Xcompiler -fopenmp,-march=native,-Wall,-Wextra,-Wno-unused-parameter"
   local -a jobs=(
     "$cu -c src/kernels/cuda/w4a16_repack.cu -o $obj/w4a16_repack.o"

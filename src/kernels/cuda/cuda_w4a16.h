@@ -60,6 +60,7 @@ struct W4A16Options {
   int skinny_pipe = -1, skinny_stages = 0;
   // Profiling only: a device buffer of 5 x (CTAs of the launch) u64 that the pipelined skinny kernel fills with
   // %globaltimer stamps per CTA (entry, past the PDL wait, first stage landed, k loop done, done); null = off.
+  // Needs a build with the CMake option STRATA_CUDA_TRACE=ON (w4a16_linear throws otherwise).
   unsigned long long* skinny_trace = nullptr;
 };
 

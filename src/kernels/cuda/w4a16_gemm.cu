@@ -884,7 +884,11 @@ void w4a16_linear(const void* x_, int M, const W4A16Weight& w, void* y_, void* w
       a.y = y;
       a.ldy = N;
       a.pdl = opt.pdl;
+#ifdef STRATA_CUDA_TRACE
       a.trace = opt.skinny_trace;
+#else
+      if (opt.skinny_trace) throw Error("w4a16_linear: skinny_trace needs a build with STRATA_CUDA_TRACE=ON");
+#endif
       if (M <= 8)
         launch_skinny_mt<1>(a, N / kW4TileN, c, s);
       else

@@ -54,26 +54,33 @@ struct SkinnyArgs {
   void* y = nullptr;            // output rows (dense: token m; grouped: permuted row), row stride ldy
   int ldy = 0;
   bool pdl = false;             // dense only: launched as a programmatic dependent (see the header)
+#ifdef STRATA_CUDA_TRACE
   // Profiling (pipelined kernel): when set, thread 0 of each CTA writes kTraceStamps %globaltimer stamps at
-  // trace[kTraceStamps * cta]: entry, past the PDL wait, first stage landed, k loop done, done.
+  // trace[kTraceStamps * cta]: entry, past the PDL wait, first stage landed, k loop done, done. Only in builds
+  // with STRATA_CUDA_TRACE (CMake option): compiled in, the stamps change ptxas's register allocation of the
+  // pipelined kernels (MT1 R1 S8: 87 -> 60 registers), so the default build keeps the kernels that were measured.
   unsigned long long* trace = nullptr;
+#endif
 };
 
-__device__ __forceinline__ void pdl_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 __device__ __forceinline__ unsigned long long global_ns() {
   unsigned long long t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
 }
-// SkinnyArgs::trace: stamp `i` of this CTA (thread 0 only).
+// SkinnyArgs::trace: stamp `i` of this CTA (thread 0 only); nothing in builds without STRATA_CUDA_TRACE.
 constexpr int kTraceStamps = 5;
-__device__ __forceinline__ void trace_stamp(unsigned long long* trace, int i) {
-  if (trace && threadIdx.x == 0)
-    trace[kTraceStamps * (size_t(blockIdx.z) * gridDim.y * gridDim.x + size_t(blockIdx.y) * gridDim.x + blockIdx.x) +
-          i] = global_ns();
+__device__ __forceinline__ void trace_stamp([[maybe_unused]] const SkinnyArgs& a, [[maybe_unused]] int i) {
+#ifdef STRATA_CUDA_TRACE
+  if (a.trace && threadIdx.x == 0)
+    a.trace[kTraceStamps * (size_t(blockIdx.z) * gridDim.y * gridDim.x + size_t(blockIdx.y) * gridDim.x + blockIdx.x) +
+            i] = global_ns();
+#endif
 }
+
+__device__ __forceinline__ void pdl_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 // Sums the CTA's W warp partials (fixed order: deterministic) into res, then the cluster's CTAs (split K over
 // gridDim.z) into rank 0's res through distributed shared memory. red: [W][R*MT*4][32]; res: [R*MT*4][32].
@@ -366,7 +373,7 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
   const uint4* wq = a.wq;
   const uint2* ws = a.ws;
   int n_tok = a.M, row0 = 0;
-  trace_stamp(a.trace, 0);
+  trace_stamp(a, 0);
   if (a.pdl) pdl_launch_dependents();
   if (a.plan.active && !skinny_expert(a, &wq, &ws, &n_tok, &row0)) return;
 
@@ -414,7 +421,7 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
       cp_async_commit();
     }
     if (a.pdl && c0 == 0) pdl_wait();  // x (the previous kernel's output) and y only from here on
-    if (c0 == 0) trace_stamp(a.trace, 1);
+    if (c0 == 0) trace_stamp(a, 1);
 #pragma unroll
     for (int s = 0; s < S - 1; s++) {
       load_x(s);
@@ -432,7 +439,7 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
     for (int it = 0; it < n_it; it++) {
       cp_async_wait<S - 2>();
       __syncwarp();  // every lane's copies of stage it have landed; every lane is done reading stage it-1's slot
-      if (it == 0 && c0 == 0) trace_stamp(a.trace, 2);
+      if (it == 0 && c0 == 0) trace_stamp(a, 2);
       load_w(it + S - 1);
       load_x(it + S - 1);
       cp_async_commit();
@@ -507,12 +514,12 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
       }
     }
     cp_async_wait<0>();
-    trace_stamp(a.trace, 3);
+    trace_stamp(a, 3);
     __syncthreads();  // red aliases the rings: every warp must be done with its ring first
     if (!skinny_reduce(acc, red, res)) return;
     skinny_store<R, MT, OUT>(a, res, nb0, c0, n_tok, row0);
   }
-  trace_stamp(a.trace, 4);
+  trace_stamp(a, 4);
 }
 
 // k tiles in flight per warp: 4, or 2 where R row blocks x MT token tiles would spill registers at 4.
