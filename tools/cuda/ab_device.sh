@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# A/B of two commits' CUDA kernels on the lent GPU machine, in one call and on one machine: lent machines differ by
-# up to ~5% run to run, so only alternating rounds of both builds in the same call compare two versions fairly.
+# A/B of two to four commits' CUDA kernels on the lent GPU machine, in one call and on one machine: lent machines
+# differ by up to ~5% run to run, so only alternating rounds of the builds in the same call compare versions fairly.
 #
-#   here:        bash tools/cuda/ab_device.sh prepare REF_A REF_B     # git archive of both into ab/a, ab/b
+#   here:        bash tools/cuda/ab_device.sh prepare REF_A REF_B [REF_C [REF_D]]   # git archive into ab/a, ab/b, ...
 #   GPU machine: bash tools/cuda/ab_device.sh run [ROUNDS] [-- BENCH_ARGS...]
 #                (device `run` call with carry ["ab"]: ab/ is git-ignored, so it travels only when carried)
 #
-# `run` builds bench_w4a16_cuda and cuda_op_check of both trees (CMake, in parallel), runs `cuda_op_check --quick`
-# of each (a build that fails it is reported and not timed), then ROUNDS (default 2) alternating rounds of
-# `bench_w4a16_cuda BENCH_ARGS` (default: --no-sweep --no-moe-sweep), A then B. Output: $OUT/ab.txt (default ./out).
+# `run` builds bench_w4a16_cuda and cuda_op_check of every tree (CMake, in parallel), runs `cuda_op_check --quick`
+# of each (a build that fails it is reported and not timed), then ROUNDS (default 2) rounds of
+# `bench_w4a16_cuda BENCH_ARGS` (default: --no-sweep --no-moe-sweep), the trees in turn. Output: $OUT/ab.txt.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT" || exit 3
@@ -16,12 +16,16 @@ AB="$ROOT/ab"
 
 case "${1:-}" in
   prepare)
-    [ $# -eq 3 ] || { echo "usage: $0 prepare REF_A REF_B" >&2; exit 2; }
-    rm -rf "$AB" && mkdir -p "$AB/a" "$AB/b" || exit 3
-    for side in a b; do
-      ref=$([ $side = a ] && echo "$2" || echo "$3")
+    shift
+    [ $# -ge 2 ] && [ $# -le 4 ] || { echo "usage: $0 prepare REF_A REF_B [REF_C [REF_D]]" >&2; exit 2; }
+    rm -rf "$AB" && mkdir -p "$AB" || exit 3
+    sides=(a b c d)
+    i=0
+    for ref in "$@"; do
+      side=${sides[$i]}
+      i=$((i + 1))
       git rev-parse --verify -q "$ref^{commit}" >/dev/null || { echo "not a commit: $ref" >&2; exit 2; }
-      git archive "$ref" | tar -x -C "$AB/$side" || exit 3
+      mkdir -p "$AB/$side" && git archive "$ref" | tar -x -C "$AB/$side" || exit 3
       echo "$side $(git rev-parse --short "$ref") $ref" >>"$AB/refs.txt"
     done
     cat "$AB/refs.txt"
@@ -50,34 +54,33 @@ case "${1:-}" in
         -DSTRATA_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS=-march=native >"$AB/$1.build.txt" 2>&1 &&
         cmake --build "$AB/$1/build" -j8 --target bench_w4a16_cuda cuda_op_check >>"$AB/$1.build.txt" 2>&1
     }
-    build a &
-    pa=$!
-    build b &
-    pb=$!
-    ok_a=1 ok_b=1
-    wait $pa || ok_a=0
-    wait $pb || ok_b=0
-    for side in a b; do
-      ok=$([ $side = a ] && echo $ok_a || echo $ok_b)
-      if [ "$ok" = 1 ]; then
-        "$AB/$side/build/src/kernels/cuda/cuda_op_check" --quick >"$AB/$side.check.txt" 2>&1 || ok=0
+    mapfile -t sides < <(cut -d' ' -f1 "$AB/refs.txt")
+    declare -A pid ok
+    for side in "${sides[@]}"; do
+      build "$side" &
+      pid[$side]=$!
+    done
+    for side in "${sides[@]}"; do
+      ok[$side]=1
+      wait "${pid[$side]}" || ok[$side]=0
+      if [ "${ok[$side]}" = 1 ]; then
+        "$AB/$side/build/src/kernels/cuda/cuda_op_check" --quick >"$AB/$side.check.txt" 2>&1 || ok[$side]=0
         echo "$side: cuda_op_check --quick: $(tail -1 "$AB/$side.check.txt")" | tee -a "$LOG"
       else
         echo "$side: build FAILED: $(tail -3 "$AB/$side.build.txt" | tr '\n' ' ')" | tee -a "$LOG"
       fi
-      [ $side = a ] && ok_a=$ok || ok_b=$ok
     done
+    all_ok=1
     for r in $(seq 1 "$ROUNDS"); do
-      for side in a b; do
-        ok=$([ $side = a ] && echo $ok_a || echo $ok_b)
-        [ "$ok" = 1 ] || continue
+      for side in "${sides[@]}"; do
+        [ "${ok[$side]}" = 1 ] || { all_ok=0; continue; }
         echo "== $side ($(grep "^$side " "$AB/refs.txt" | cut -d' ' -f2)), round $r" | tee -a "$LOG"
         # Table rows only, each once (the bench prints its main table twice: as it goes and at the end).
         "$AB/$side/build/src/kernels/cuda/bench_w4a16_cuda" "${ARGS[@]}" 2>&1 | grep -E '^\| ' | awk '!seen[$0]++' |
           tee -a "$LOG"
       done
     done
-    [ "$ok_a" = 1 ] && [ "$ok_b" = 1 ]
+    [ "$all_ok" = 1 ]
     ;;
   *)
     sed -n 2,12p "$0" >&2
