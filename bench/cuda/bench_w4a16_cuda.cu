@@ -617,9 +617,10 @@ void run_one(int N, int K, int M, int bt) {
 }
 
 // --trace N K M S: one CUDA-graph replay of the auto skinny launch (S ring stages unless 0) over the rotating
-// weight copies, with the kernel's per-CTA %globaltimer stamps (SkinnyArgs::trace), printed per launch relative to
-// the first launch's earliest entry: when its CTAs entered, got past the PDL wait, had their first stage, finished
-// the k loop and finished; shows how far consecutive launches of a PDL chain overlap and where the time goes.
+// weight copies, with the kernel's per-CTA %globaltimer stamps (W4A16Options::skinny_trace; needs a build with
+// STRATA_CUDA_TRACE=ON, w4a16_linear throws otherwise), printed per launch relative to the first launch's earliest
+// entry: when its CTAs entered, got past the PDL wait, had their first stage, finished the k loop and finished;
+// shows how far consecutive launches of a PDL chain overlap and where the time goes.
 void run_trace(const Env& env, int N, int K, int M, int stages) {
   const size_t nk = size_t(N) * size_t(K), w4_bytes = nk / 2 + nk / 16;
   const int copies = int(std::clamp<size_t>((3 * size_t(env.l2) + w4_bytes - 1) / w4_bytes, 4, 64));
@@ -634,41 +635,41 @@ void run_trace(const Env& env, int N, int K, int M, int stages) {
   const SkinnyConfig c = w4a16_skinny_config(M, N, K, base);
   const int ctas = (N / 16 / c.rows) * c.split;  // 16 weight rows per row block
   unsigned long long* trace = nullptr;
-  constexpr int kStamps = 5;  // kTraceStamps of the kernel (cuda_w4a16.h: W4A16Options::skinny_trace)
+  constexpr int kStamps = kSkinnyTraceStamps;
   const size_t per = size_t(ctas) * kStamps;
   STRATA_CUDA_CHECK(cudaMalloc(&trace, per * copies * sizeof(unsigned long long)));
   for (const bool pdl : {true, false}) {
-  auto launch = [&](int i) {
-    W4A16Options o = base;
-    o.pdl = pdl;
-    o.skinny_trace = trace + per * size_t(i);
-    w4a16_linear(x, M, w4[size_t(i)], y, nullptr, 0, s, o);
-  };
-  const double t = time_us(launch, copies, 5, s);  // warm-up, capture, replays: the trace is the last replay's
-  std::vector<unsigned long long> h(per * copies);
-  STRATA_CUDA_CHECK(cudaMemcpy(h.data(), trace, h.size() * sizeof(h[0]), cudaMemcpyDeviceToHost));
-  std::printf("\ntrace %d x %d, M %d, %s: pipe S%d R%d W%d C%d, %d CTAs per launch, %d launches, %.2f us per launch "
-              "(graph median)\n",
-              N, K, M, pdl ? "PDL" : "no PDL", c.stages, c.rows, c.warps, c.split, ctas, copies, t);
-  std::printf("us from the first launch's first CTA entry; min..max over the launch's CTAs\n\n"
-              "| launch | entry | past PDL wait | first stage landed | k loop done | done | done - past wait (max) |\n"
-              "|---|---|---|---|---|---|---|\n");
-  unsigned long long t0 = ~0ull;
-  for (size_t k = 0; k < per; k += kStamps) t0 = std::min(t0, h[k]);
-  for (int i = 0; i < copies; i++) {
-    double mn[kStamps], mx[kStamps];
-    for (int j = 0; j < kStamps; j++) {
-      mn[j] = 1e30;
-      mx[j] = -1e30;
-      for (int q = 0; q < ctas; q++) {
-        const double v = (double(h[per * size_t(i) + size_t(q) * kStamps + size_t(j)]) - double(t0)) * 1e-3;
-        mn[j] = std::min(mn[j], v);
-        mx[j] = std::max(mx[j], v);
+    auto launch = [&](int i) {
+      W4A16Options o = base;
+      o.pdl = pdl;
+      o.skinny_trace = trace + per * size_t(i);
+      w4a16_linear(x, M, w4[size_t(i)], y, nullptr, 0, s, o);
+    };
+    const double t = time_us(launch, copies, 5, s);  // warm-up, capture, replays: the trace is the last replay's
+    std::vector<unsigned long long> h(per * copies);
+    STRATA_CUDA_CHECK(cudaMemcpy(h.data(), trace, h.size() * sizeof(h[0]), cudaMemcpyDeviceToHost));
+    std::printf("\ntrace %d x %d, M %d, %s: pipe S%d R%d W%d C%d, %d CTAs per launch, %d launches, %.2f us per launch "
+                "(graph median)\n",
+                N, K, M, pdl ? "PDL" : "no PDL", c.stages, c.rows, c.warps, c.split, ctas, copies, t);
+    std::printf("us from the first launch's first CTA entry; min..max over the launch's CTAs\n\n"
+                "| launch | entry | past PDL wait | first stage landed | k loop done | done | done - past wait (max) |\n"
+                "|---|---|---|---|---|---|---|\n");
+    unsigned long long t0 = ~0ull;
+    for (size_t k = 0; k < per; k += kStamps) t0 = std::min(t0, h[k]);
+    for (int i = 0; i < copies; i++) {
+      double mn[kStamps], mx[kStamps];
+      for (int j = 0; j < kStamps; j++) {
+        mn[j] = 1e30;
+        mx[j] = -1e30;
+        for (int q = 0; q < ctas; q++) {
+          const double v = (double(h[per * size_t(i) + size_t(q) * kStamps + size_t(j)]) - double(t0)) * 1e-3;
+          mn[j] = std::min(mn[j], v);
+          mx[j] = std::max(mx[j], v);
+        }
       }
+      std::printf("| %d | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f |\n", i, mn[0], mx[0],
+                  mn[1], mx[1], mn[2], mx[2], mn[3], mx[3], mn[4], mx[4], mx[4] - mn[1]);
     }
-    std::printf("| %d | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f..%.2f | %.2f |\n", i, mn[0], mx[0],
-                mn[1], mx[1], mn[2], mx[2], mn[3], mx[3], mn[4], mx[4], mx[4] - mn[1]);
-  }
   }
   free_w4(w4);
   STRATA_CUDA_CHECK(cudaFree(x));

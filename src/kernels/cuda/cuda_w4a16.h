@@ -33,6 +33,9 @@ namespace strata::cuda {
 
 enum class W4A16Path { Auto, Skinny, Wgmma, Tiled, Naive };
 
+// Stamps per CTA of W4A16Options::skinny_trace.
+constexpr int kSkinnyTraceStamps = 5;
+
 const char* w4a16_path_name(W4A16Path p);
 
 struct W4A16Options {
@@ -58,8 +61,9 @@ struct W4A16Options {
   // Skinny: the pipelined kernel (per-warp cp.async rings, S-1 stages in flight; 1, the default when -1) or the
   // register-staged one (0); stages of the ring (2..8; 0 = as many as fit).
   int skinny_pipe = -1, skinny_stages = 0;
-  // Profiling only: a device buffer of 5 x (CTAs of the launch) u64 that the pipelined skinny kernel fills with
-  // %globaltimer stamps per CTA (entry, past the PDL wait, first stage landed, k loop done, done); null = off.
+  // Profiling only: a device buffer of kSkinnyTraceStamps x (CTAs of the launch) u64 that the pipelined skinny
+  // kernel fills with %globaltimer stamps per CTA (entry, past the PDL wait, first stage landed, k loop done, done);
+  // null = off.
   // Needs a build with the CMake option STRATA_CUDA_TRACE=ON (w4a16_linear throws otherwise).
   unsigned long long* skinny_trace = nullptr;
 };

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/cuda_w4a16.h"  // kSkinnyTraceStamps
 #include "kernels/cuda/w4a16_device.cuh"
 
 namespace strata::cuda {
@@ -55,26 +56,23 @@ struct SkinnyArgs {
   int ldy = 0;
   bool pdl = false;             // dense only: launched as a programmatic dependent (see the header)
 #ifdef STRATA_CUDA_TRACE
-  // Profiling (pipelined kernel): when set, thread 0 of each CTA writes kTraceStamps %globaltimer stamps at
-  // trace[kTraceStamps * cta]: entry, past the PDL wait, first stage landed, k loop done, done. Only in builds
+  // Profiling (pipelined kernel): when set, thread 0 of each CTA writes kSkinnyTraceStamps %globaltimer stamps at
+  // trace[kSkinnyTraceStamps * cta]: entry, past the PDL wait, first stage landed, k loop done, done. Only in builds
   // with STRATA_CUDA_TRACE (CMake option): compiled in, the stamps change ptxas's register allocation of the
   // pipelined kernels (MT1 R1 S8: 87 -> 60 registers), so the default build keeps the kernels that were measured.
   unsigned long long* trace = nullptr;
 #endif
 };
 
-__device__ __forceinline__ unsigned long long global_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
 // SkinnyArgs::trace: stamp `i` of this CTA (thread 0 only); nothing in builds without STRATA_CUDA_TRACE.
-constexpr int kTraceStamps = 5;
 __device__ __forceinline__ void trace_stamp([[maybe_unused]] const SkinnyArgs& a, [[maybe_unused]] int i) {
 #ifdef STRATA_CUDA_TRACE
-  if (a.trace && threadIdx.x == 0)
-    a.trace[kTraceStamps * (size_t(blockIdx.z) * gridDim.y * gridDim.x + size_t(blockIdx.y) * gridDim.x + blockIdx.x) +
-            i] = global_ns();
+  if (a.trace && threadIdx.x == 0) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    const size_t cta = size_t(blockIdx.z) * gridDim.y * gridDim.x + size_t(blockIdx.y) * gridDim.x + blockIdx.x;
+    a.trace[kSkinnyTraceStamps * cta + i] = t;
+  }
 #endif
 }
 
