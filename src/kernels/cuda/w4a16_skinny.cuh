@@ -381,9 +381,14 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
   const uint4* ssrc = reinterpret_cast<const uint4*>(ws) + size_t(nb0 + (lane >> 2) % R) * k_tiles * 4 + (lane & 3);
   const uint32_t sdst = uint32_t(St::kW + ((lane >> 2) % R) * 64 + (lane & 3) * 16);
   constexpr size_t kScalePass = size_t(8) * 4;  // 16-byte scale chunks of the 8 row blocks one pass of lanes covers
-  auto load_w = [&](int it) {
+  // Ring slots: it % S is a mask at S 4 and 8 but a multiply-shift at S 3 and 6, so there the loop carries a
+  // running counter (H200: 28672x8192 M=1 S3 R14 and 8192x28672 M=16 S3 R4 ~1.5% faster; as a counter at S 4 and 8
+  // too, 8192x28672 M=1 S4 R4 was 5% slower: another register allocation). it: the warp's tile index, slot: it % S
+  // from the counter (used only where kSlotCounter).
+  constexpr bool kSlotCounter = (S & (S - 1)) != 0;
+  auto load_w = [&](int it, int slot) {
     const int kt = kw + it * kw_total;
-    const uint32_t st = ring + uint32_t((it % S) * St::kBytes);
+    const uint32_t st = ring + uint32_t((kSlotCounter ? slot : it % S) * St::kBytes);
     if (it < n_it) {
 #pragma unroll
       for (int i = 0; i < R; i++) cp_async16_s(st + i * 512 + lane * 16, wsrc + (size_t(i) * k_tiles + kt) * 32, true);
@@ -394,9 +399,9 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
     }
   };
   const uint16_t* xsrc[2 * MT];
-  auto load_x = [&](int it) {
+  auto load_x = [&](int it, int slot) {
     const int kt = kw + it * kw_total;
-    const uint32_t st = ring + uint32_t((it % S) * St::kBytes + St::kW + St::kS);
+    const uint32_t st = ring + uint32_t((kSlotCounter ? slot : it % S) * St::kBytes + St::kW + St::kS);
     if (it < n_it)
 #pragma unroll
       for (int j = 0; j < 2 * MT; j++)
@@ -415,14 +420,14 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
     if (c0 > 0) __syncthreads();  // the previous chunk's epilogue has read `res` (and `red`, which the rings alias)
 #pragma unroll
     for (int s = 0; s < S - 1; s++) {
-      load_w(s);
+      load_w(s, s);
       cp_async_commit();
     }
     if (a.pdl && c0 == 0) pdl_wait();  // x (the previous kernel's output) and y only from here on
     if (c0 == 0) trace_stamp(a, 1);
 #pragma unroll
     for (int s = 0; s < S - 1; s++) {
-      load_x(s);
+      load_x(s, s);
       cp_async_commit();
     }
 
@@ -434,14 +439,18 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512) w4a16_skinny_pipe_kernel(S
 #pragma unroll
         for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
 
+    int slot_c = 0;  // it % S where kSlotCounter
     for (int it = 0; it < n_it; it++) {
       cp_async_wait<S - 2>();
       __syncwarp();  // every lane's copies of stage it have landed; every lane is done reading stage it-1's slot
       if (it == 0 && c0 == 0) trace_stamp(a, 2);
-      load_w(it + S - 1);
-      load_x(it + S - 1);
+      const int slot = kSlotCounter ? slot_c : it % S;
+      const int load_slot = slot == 0 ? S - 1 : slot - 1;  // (it + S - 1) % S
+      if constexpr (kSlotCounter) slot_c = slot == S - 1 ? 0 : slot + 1;
+      load_w(it + S - 1, load_slot);
+      load_x(it + S - 1, load_slot);
       cp_async_commit();
-      const uint32_t st = ring + uint32_t((it % S) * St::kBytes);
+      const uint32_t st = ring + uint32_t(slot * St::kBytes);
       uint32_t xb[MT][8];
 #pragma unroll
       for (int j = 0; j < MT; j++)
