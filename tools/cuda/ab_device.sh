@@ -8,7 +8,8 @@
 #
 # `run` builds bench_w4a16_cuda and cuda_op_check of every tree (CMake, in parallel), runs `cuda_op_check --quick`
 # of each (a build that fails it is reported and not timed), then ROUNDS (default 2) rounds of
-# `bench_w4a16_cuda BENCH_ARGS` (default: --no-sweep --no-moe-sweep), the trees in turn. Output: $OUT/ab.txt.
+# `bench_w4a16_cuda BENCH_ARGS` (default: --no-sweep --no-moe-sweep), the trees in turn, then the side-by-side
+# table of tools/cuda/ab_compare.py. Output: $OUT/ab.txt.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT" || exit 3
@@ -80,6 +81,10 @@ case "${1:-}" in
           tee -a "$LOG"
       done
     done
+    echo "== side by side (us per round)" | tee -a "$LOG"
+    python3 "$ROOT/tools/cuda/ab_compare.py" "$LOG" >"$LOG.tmp" 2>&1 || true
+    tee -a "$LOG" <"$LOG.tmp"
+    rm -f "$LOG.tmp"
     [ "$all_ok" = 1 ]
     ;;
   *)
