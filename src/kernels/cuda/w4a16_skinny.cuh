@@ -353,11 +353,12 @@ __host__ __device__ constexpr bool skinny_pipe_f32_scale(int mt, int rows) { ret
 // Grouped (a.plan.active, the MoE): blockIdx.y = expert slot, x rows gathered through a.x_rows, tokens in chunks of
 // 8*MT (each chunk re-streams the expert's weights), no PDL (the plan is the previous kernel's output).
 // Launch bounds: 256 threads from R7 up (more than 128 registers at MT 2), else 512; and an explicit minimum of one
-// CTA per SM, which frees ptxas to use up to 255 registers at 256 threads: without it, it held R14 S3 to 128 registers
-// and spilled (28672x8192 M <= 4 2% slower on the H200, A/B). MT 1 R 1 (2048x7168: one 16-warp CTA per SM) asks for two,
-// i.e. <= 64 registers.
+// CTA per SM, which frees ptxas to use up to 255 registers at 256 threads: without it, it held R14 S3 to 128
+// registers and spilled (28672x8192 M <= 4 2% slower on the H200, A/B). MT 1 R 1 (2048x7168: one 16-warp CTA per
+// SM) asks for two, i.e. <= 64 registers.
 template <int MT, int R, int S, int OUT = kOutBf16>
-__global__ void __launch_bounds__(R >= 7 ? 256 : 512, MT == 1 && R == 1 ? 2 : 1) w4a16_skinny_pipe_kernel(SkinnyArgs a) {
+__global__ void __launch_bounds__(R >= 7 ? 256 : 512, MT == 1 && R == 1 ? 2 : 1)
+    w4a16_skinny_pipe_kernel(SkinnyArgs a) {
   extern __shared__ __align__(128) float smem_f[];  // rings (then, aliased, red [W][kVals][32]); res [kVals][32]
   using namespace dev;
   using St = PipeStage<MT, R>;
