@@ -389,7 +389,8 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512, MT == 1 && R == 1 ? 2 : 1)
   // Ring slots: it % S is a mask at S 4 and 8 but a multiply-shift at S 3 and 6, so there the loop carries a
   // running counter (H200: 28672x8192 M=1 S3 R14 and 8192x28672 M=16 S3 R4 ~1.5% faster; as a counter at S 4 and 8
   // too, 8192x28672 M=1 S4 R4 was 5% slower: another register allocation). it: the warp's tile index, slot: it % S
-  // from the counter (used only where kSlotCounter).
+  // from the counter, used only where kSlotCounter; elsewhere the loaders keep computing it % S themselves, which
+  // keeps the S 2/4/8 kernels' SASS as it was measured.
   constexpr bool kSlotCounter = (S & (S - 1)) != 0;
   auto load_w = [&](int it, int slot) {
     const int kt = kw + it * kw_total;
