@@ -2,7 +2,8 @@
 # SASS of the dense W4A16 kernels (w4a16_gemm.cu) without a GPU: registers, spills and the opcode mix of each
 # kernel's innermost loop, for one source tree or two side by side (before an A/B on the device: did an edit
 # change the kernels you meant to change, and only those?). Needs nvcc (sm_90a) here; fetches NVIDIA's nvdisasm
-# from PyPI (nvidia-cuda-nvdisasm) into ~/.cache/strata/nvdisasm on first use (the CUDA toolkit here ships no disassembler).
+# from PyPI (nvidia-cuda-nvdisasm) into ~/.cache/strata/nvdisasm on first use (the CUDA toolkit here ships no
+# disassembler).
 #
 #   bash tools/cuda/sass_local.sh [TREE_A [TREE_B]] [-- KERNEL_REGEX]
 #     TREE_*: source trees (default: this repo); e.g. a `git archive REF | tar -x -C DIR` of another commit
