@@ -344,7 +344,11 @@ void bench_gemm(Env& env) {
       std::string cfg = w4a16_path_name(ap);
       if (ap == W4A16Path::Skinny) {
         const SkinnyConfig sc = w4a16_skinny_config(M, N, K);
-        cfg += std::string(sc.pipe ? " pipe S" + std::to_string(sc.stages) : sc.xs ? " xs" : "") + " R" +
+        cfg += std::string(sc.flat   ? " flat T" + std::to_string(sc.tiles)
+                           : sc.pipe ? " pipe S" + std::to_string(sc.stages)
+                           : sc.xs   ? " xs"
+                                     : "") +
+               " R" +
                std::to_string(sc.rows) + " W" + std::to_string(sc.warps) + " C" + std::to_string(sc.split);
       } else {
         const WgmmaConfig wc = w4a16_wgmma_config(M, N, K);
@@ -384,11 +388,32 @@ void bench_gemm(Env& env) {
                   o.skinny_warps = wp;
                   o.skinny_split = cl;
                   o.skinny_pipe = pipe;
+                  o.skinny_flat = 0;  // the ring (the flat kernel has its own entries below)
                   const SkinnyConfig sc = w4a16_skinny_config(M, N, K, o);
                   char b[80];
                   std::snprintf(b, sizeof b, " %sR%dW%dC%d %.1f |",
                                 pipe ? ("pS" + std::to_string(sc.stages)).c_str() : sc.xs ? "xs" : "", r, sc.warps,
                                 sc.split, run(o));
+                  row += b;
+                }
+          // The flat kernel wherever it applies (every warp exactly 2, 4, 7 or 8 k tiles), and the ring in its place.
+          for (int flat : {1, 0})
+            for (int r : {1, 2})
+              for (int wp : {4, 8, 16})
+                for (int cl : {1, 2}) {
+                  W4A16Options o;
+                  o.path = W4A16Path::Skinny;
+                  o.skinny_pipe = 1;
+                  o.skinny_flat = 1;
+                  o.skinny_rows = r;
+                  o.skinny_warps = wp;
+                  o.skinny_split = cl;
+                  const SkinnyConfig fc = w4a16_skinny_config(M, N, K, o);
+                  if (!fc.flat || fc.rows != r || fc.warps != wp || fc.split != cl) continue;
+                  o.skinny_flat = flat;
+                  char b[80];
+                  std::snprintf(b, sizeof b, " %sR%dW%dC%d %.1f |", flat ? ("flatT" + std::to_string(fc.tiles)).c_str() : "ring",
+                                r, wp, cl, run(o));
                   row += b;
                 }
           // Shallow rings of a few shapes: small enough that the next launch's CTAs fit beside this one's (PDL).
@@ -398,6 +423,7 @@ void bench_gemm(Env& env) {
             W4A16Options o;
             o.path = W4A16Path::Skinny;
             o.skinny_pipe = 1;
+            o.skinny_flat = 0;
             o.skinny_rows = r;
             o.skinny_warps = wp;
             o.skinny_stages = st;
@@ -415,6 +441,7 @@ void bench_gemm(Env& env) {
               o.skinny_rows = ac.rows;
               o.skinny_warps = ac.warps;
               o.skinny_stages = st;
+              o.skinny_flat = 0;
               const SkinnyConfig sc = w4a16_skinny_config(M, N, K, o);
               if (!ac.pipe || st == ac.stages || sc.stages != st || sc.warps != ac.warps) continue;
               char b[80];

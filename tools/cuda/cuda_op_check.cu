@@ -199,6 +199,11 @@ void check_linear(Rng& rng, bool quick) {
     o.skinny_stages = v;
     return o;
   };
+  auto flat = [](W4A16Options o, int v) {  // the pipelined kernel's flat form (1) or its ring (0)
+    o.skinny_pipe = 1;
+    o.skinny_flat = v;
+    return o;
+  };
   const Case cases[] = {
       {opt(W4A16Path::Naive), "naive"},
       {opt(W4A16Path::Skinny), "skinny"},
@@ -214,6 +219,12 @@ void check_linear(Rng& rng, bool quick) {
       {stages(opt(W4A16Path::Skinny, 0, 8, 8), 0), "skinny pipe R8 (M > 8) W8"},
       {stages(opt(W4A16Path::Skinny, 0, 7, 4), 0), "skinny pipe R7 (N % 112 == 0) W4"},
       {stages(opt(W4A16Path::Skinny, 0, 14, 8), 3), "skinny pipe S3 R14 (M <= 8, N % 224 == 0) W8"},
+      // The flat kernel where each warp gets exactly 2, 4, 7 or 8 k tiles (else the label shows the ring ran), and
+      // the ring where auto would take the flat kernel.
+      {flat(opt(W4A16Path::Skinny, 0, 1, 4), 0), "skinny ring R1 W4"},
+      {flat(opt(W4A16Path::Skinny, 0, 2, 4), 1), "skinny flat R2 W4"},
+      {flat(opt(W4A16Path::Skinny, 0, 1, 4, 0, 2), 1), "skinny flat R1 W4 cluster2"},
+      {flat(opt(W4A16Path::Skinny, 0, 1, 16), 1), "skinny flat R1 W16"},
       {xs(opt(W4A16Path::Skinny, 0, 1, 4), 1), "skinny regs xs R1 W4"},
       {xs(opt(W4A16Path::Skinny, 0, 4, 16), 1), "skinny regs xs R4 W16"},
       {xs(opt(W4A16Path::Skinny, 0, 2, 8, 0, 2), 1), "skinny regs xs R2 W8 cluster2"},
@@ -283,7 +294,11 @@ void check_linear(Rng& rng, bool quick) {
         if (c.opt.path == W4A16Path::Auto) label += std::string("=") + w4a16_path_name(taken);
         if (taken == W4A16Path::Skinny) {
           const SkinnyConfig sc = w4a16_skinny_config(M, N, K, c.opt);
-          label += std::string(" (") + (sc.pipe ? "pipe S" + std::to_string(sc.stages) + " " : sc.xs ? "xs " : "") +
+          label += std::string(" (") +
+                   (sc.flat   ? "flat T" + std::to_string(sc.tiles) + " "
+                    : sc.pipe ? "pipe S" + std::to_string(sc.stages) + " "
+                    : sc.xs   ? "xs "
+                              : "") +
                    "R" + std::to_string(sc.rows) + " U" + std::to_string(sc.unroll) + " W" +
                    std::to_string(sc.warps) + " cluster" + std::to_string(sc.split) + ")";
         }

@@ -61,6 +61,10 @@ struct W4A16Options {
   // Skinny: the pipelined kernel (per-warp cp.async rings, S-1 stages in flight; 1, the default when -1) or the
   // register-staged one (0); stages of the ring (2..8; 0 = as many as fit).
   int skinny_pipe = -1, skinny_stages = 0;
+  // Skinny, pipelined configurations with R <= 2 whose warps all get exactly T = 2, 4, 7 or 8 k tiles: the flat
+  // kernel (all T tiles' weights copied before the PDL wait, x rows of the M tokens only, the T tiles computed
+  // unrolled without per-tile waits) (1, the default when -1) or the ring (0).
+  int skinny_flat = -1;
   // Profiling only: a device buffer of kSkinnyTraceStamps x (CTAs of the launch) u64 that the pipelined skinny
   // kernel fills with %globaltimer stamps per CTA (entry, past the PDL wait, first stage landed, k loop done, done);
   // null = off.
@@ -75,6 +79,8 @@ struct SkinnyConfig {
   bool xs = false;                       // x through the shared-memory ring (W4A16Options::skinny_xs)
   bool pipe = false;                     // the pipelined kernel (W4A16Options::skinny_pipe)
   int stages = 0;                        // its ring stages
+  bool flat = false;                     // the flat kernel instead of the ring (W4A16Options::skinny_flat)
+  int tiles = 0;                         // its k tiles per warp
 };
 SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt = {});
 

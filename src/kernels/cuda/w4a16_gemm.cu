@@ -719,8 +719,31 @@ void launch_skinny_pipe_s(const SkinnyArgs& a, int n_blocks, const SkinnyConfig&
   }
 }
 
+template <int MT, int R, int T>
+void launch_skinny_flat(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
+  static std::atomic<uint64_t> done{0};
+  auto kernel = w4a16_skinny_flat_kernel<MT, R, T>;
+  ensure_smem(reinterpret_cast<const void*>(kernel), int(kSkinnyPipeSmemMax), done);
+  launch_skinny_ex(kernel, a, unsigned(n_blocks / R), c, skinny_flat_smem_bytes(MT, R, c.warps, T, a.M), s);
+}
+
+template <int MT, int R>
+void launch_skinny_flat_t(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
+  switch (c.tiles) {
+    case 2: return launch_skinny_flat<MT, R, 2>(a, n_blocks, c, s);
+    case 4: return launch_skinny_flat<MT, R, 4>(a, n_blocks, c, s);
+    case 7: return launch_skinny_flat<MT, R, 7>(a, n_blocks, c, s);
+    case 8: return launch_skinny_flat<MT, R, 8>(a, n_blocks, c, s);
+    default: throw Error("w4a16_linear: no flat skinny kernel for " + std::to_string(c.tiles) + " k tiles per warp");
+  }
+}
+
 template <int MT>
 void launch_skinny_mt(const SkinnyArgs& a, int n_blocks, const SkinnyConfig& c, cudaStream_t s) {
+  if (c.flat) {
+    if (c.rows == 2) return launch_skinny_flat_t<MT, 2>(a, n_blocks, c, s);
+    return launch_skinny_flat_t<MT, 1>(a, n_blocks, c, s);
+  }
   if (c.pipe) {
     if constexpr (MT == 2)
       if (c.rows == 8) return launch_skinny_pipe_s<MT, 8>(a, n_blocks, c, s);
@@ -823,6 +846,14 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
     c.stages = skinny_pipe_stages(mt, c.rows, c.warps, budget, opt.skinny_stages);
     while (c.warps > 4 && skinny_pipe_smem_bytes(mt, c.rows, c.warps, c.stages) > kSkinnyPipeSmemMax) c.warps /= 2;
     c.split = std::max(1, std::min(c.split, k_tiles / c.warps));
+    // The flat kernel where every warp gets the same instantiated number of k tiles and its tiles fit.
+    const int kw_total = c.warps * c.split, per = k_tiles / kw_total;
+    if (opt.skinny_flat != 0 && c.rows <= 2 && k_tiles % kw_total == 0 &&
+        (per == 2 || per == 4 || per == 7 || per == 8) &&
+        skinny_flat_smem_bytes(mt, c.rows, c.warps, per, M) <= kSkinnyPipeSmemMax) {
+      c.flat = true;
+      c.tiles = per;
+    }
   }
   return c;
 }

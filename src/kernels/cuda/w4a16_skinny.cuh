@@ -348,6 +348,79 @@ inline int skinny_pipe_stages(int mt, int rows, int warps, size_t budget, int re
 // spill at 512 threads.
 __host__ __device__ constexpr bool skinny_pipe_f32_scale(int mt, int rows) { return mt == 1 || rows >= 7; }
 
+// One k tile of R row blocks against MT token tiles: acc[i][j] += W(row block i) . x(token tile j). st: the stage's
+// R weight tiles (512 bytes each, lane records) then their R scale blocks (64 bytes each) in shared memory; xb: the
+// x (B) fragments of the tile's four k16 steps (q = 2 * step + half); g = lane / 4.
+template <int MT, int R>
+__device__ __forceinline__ void skinny_tile_mma(uint32_t st, const uint32_t (&xb)[MT][8], int lane, int g,
+                                                float (&acc)[R][MT][4]) {
+  using namespace dev;
+  using St = PipeStage<MT, R>;
+  constexpr bool kF32Scale = skinny_pipe_f32_scale(MT, R);
+  if constexpr (kF32Scale) {
+    // The tensor cores take the exact biased codes 128 + u; the bias and the group scale are applied in f32 per
+    // 32-k group: sum_k (u - 8) s x = s (sum_k (128 + u) x - 136 sum_k x). nsx[G][j][h] = -136 * the sum of x
+    // over group G for token 8j + 2t + h (an mma with an all-ones A), shared by the R row blocks, is the
+    // starting value of the group's mma accumulators, so finishing a group is one f32 fma per value. Per tile
+    // and token tile this is 16 lop3 + 4 fma instead of 16 lop3 + 32 bf16x2 fma/mul + 4 prmt, and the
+    // products are exact.
+    float nsx[2][MT][2];
+    {
+      const uint32_t ones[4] = {0x3F803F80u, 0x3F803F80u, 0x3F803F80u, 0x3F803F80u};
+#pragma unroll
+      for (int G = 0; G < 2; G++)
+#pragma unroll
+        for (int j = 0; j < MT; j++) {
+          float d[4] = {0.f, 0.f, 0.f, 0.f};
+          mma_16816(d, ones, xb[j][4 * G], xb[j][4 * G + 1]);
+          mma_16816(d, ones, xb[j][4 * G + 2], xb[j][4 * G + 3]);
+          nsx[G][j][0] = -136.f * d[0];
+          nsx[G][j][1] = -136.f * d[1];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < R; i++) {
+      const uint4 wv = lds128(st + i * 512 + lane * 16);
+      const uint2 sv = lds64(st + St::kW + i * 64 + g * 8);
+#pragma unroll
+      for (int G = 0; G < 2; G++) {
+        const uint32_t sq = G == 0 ? sv.x : sv.y;  // bf16 (s(row g), s(row g + 8)) of group G
+        const float s_lo = __uint_as_float(sq << 16), s_hi = __uint_as_float(sq & 0xFFFF0000u);
+        float tmp[MT][4];
+#pragma unroll
+        for (int j = 0; j < MT; j++)
+#pragma unroll
+          for (int c = 0; c < 4; c++) tmp[j][c] = nsx[G][j][c & 1];
+#pragma unroll
+        for (int stp = 2 * G; stp < 2 * G + 2; stp++) {
+          uint32_t av[4];
+          dequant_biased(word_of(wv, stp), av);
+#pragma unroll
+          for (int j = 0; j < MT; j++) mma_16816(tmp[j], av, xb[j][2 * stp], xb[j][2 * stp + 1]);
+        }
+#pragma unroll
+        for (int j = 0; j < MT; j++)
+#pragma unroll
+          for (int c = 0; c < 4; c++) acc[i][j][c] = fmaf(c < 2 ? s_lo : s_hi, tmp[j][c], acc[i][j][c]);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < R; i++) {
+      const uint4 wv = lds128(st + i * 512 + lane * 16);
+      const uint2 sv = lds64(st + St::kW + i * 64 + g * 8);
+#pragma unroll
+      for (int stp = 0; stp < 4; stp++) {
+        uint32_t lo2, hi2, av[4];
+        scale_pairs(sv, stp >> 1, &lo2, &hi2);
+        dequant_scaled(word_of(wv, stp), lo2, hi2, av);
+#pragma unroll
+        for (int j = 0; j < MT; j++) mma_16816(acc[i][j], av, xb[j][2 * stp], xb[j][2 * stp + 1]);
+      }
+    }
+  }
+}
+
 // R >= 7 needs more than 128 registers at MT 2: at most 8 warps. R = 7 and 14 exist for N = 28672 (1792 row
 // blocks): 256 or 128 equal CTAs, where R4 leaves 448 CTAs on 132 SMs unevenly (some SMs run 4, some 3).
 // Grouped (a.plan.active, the MoE): blockIdx.y = expert slot, x rows gathered through a.x_rows, tokens in chunks of
@@ -363,7 +436,6 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512, MT == 1 && R == 1 ? 2 : 1)
   using namespace dev;
   using St = PipeStage<MT, R>;
   constexpr int kVals = R * MT * 4;
-  constexpr bool kF32Scale = skinny_pipe_f32_scale(MT, R);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
   const int n_split = gridDim.z, kw = blockIdx.z * n_warps + warp, kw_total = n_split * n_warps;
   const size_t ring_bytes = size_t(n_warps) * S * St::kBytes, red_bytes = size_t(n_warps) * kVals * 32 * 4;
@@ -463,68 +535,7 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512, MT == 1 && R == 1 ? 2 : 1)
 #pragma unroll
         for (int P = 0; P < 2; P++)
           ldmatrix_x4(&xb[j][4 * P], st + St::kW + St::kS + sw128(8 * j + (lane & 7), 4 * P + (lane >> 3)));
-      if constexpr (kF32Scale) {
-        // The tensor cores take the exact biased codes 128 + u; the bias and the group scale are applied in f32 per
-        // 32-k group: sum_k (u - 8) s x = s (sum_k (128 + u) x - 136 sum_k x). nsx[G][j][h] = -136 * the sum of x
-        // over group G for token 8j + 2t + h (an mma with an all-ones A), shared by the R row blocks, is the
-        // starting value of the group's mma accumulators, so finishing a group is one f32 fma per value. Per tile
-        // and token tile this is 16 lop3 + 4 fma instead of 16 lop3 + 32 bf16x2 fma/mul + 4 prmt, and the
-        // products are exact.
-        float nsx[2][MT][2];
-        {
-          const uint32_t ones[4] = {0x3F803F80u, 0x3F803F80u, 0x3F803F80u, 0x3F803F80u};
-#pragma unroll
-          for (int G = 0; G < 2; G++)
-#pragma unroll
-            for (int j = 0; j < MT; j++) {
-              float d[4] = {0.f, 0.f, 0.f, 0.f};
-              mma_16816(d, ones, xb[j][4 * G], xb[j][4 * G + 1]);
-              mma_16816(d, ones, xb[j][4 * G + 2], xb[j][4 * G + 3]);
-              nsx[G][j][0] = -136.f * d[0];
-              nsx[G][j][1] = -136.f * d[1];
-            }
-        }
-#pragma unroll
-        for (int i = 0; i < R; i++) {
-          const uint4 wv = lds128(st + i * 512 + lane * 16);
-          const uint2 sv = lds64(st + St::kW + i * 64 + g * 8);
-#pragma unroll
-          for (int G = 0; G < 2; G++) {
-            const uint32_t sq = G == 0 ? sv.x : sv.y;  // bf16 (s(row g), s(row g + 8)) of group G
-            const float s_lo = __uint_as_float(sq << 16), s_hi = __uint_as_float(sq & 0xFFFF0000u);
-            float tmp[MT][4];
-#pragma unroll
-            for (int j = 0; j < MT; j++)
-#pragma unroll
-              for (int c = 0; c < 4; c++) tmp[j][c] = nsx[G][j][c & 1];
-#pragma unroll
-            for (int stp = 2 * G; stp < 2 * G + 2; stp++) {
-              uint32_t av[4];
-              dequant_biased(word_of(wv, stp), av);
-#pragma unroll
-              for (int j = 0; j < MT; j++) mma_16816(tmp[j], av, xb[j][2 * stp], xb[j][2 * stp + 1]);
-            }
-#pragma unroll
-            for (int j = 0; j < MT; j++)
-#pragma unroll
-              for (int c = 0; c < 4; c++) acc[i][j][c] = fmaf(c < 2 ? s_lo : s_hi, tmp[j][c], acc[i][j][c]);
-          }
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < R; i++) {
-          const uint4 wv = lds128(st + i * 512 + lane * 16);
-          const uint2 sv = lds64(st + St::kW + i * 64 + g * 8);
-#pragma unroll
-          for (int stp = 0; stp < 4; stp++) {
-            uint32_t lo2, hi2, av[4];
-            scale_pairs(sv, stp >> 1, &lo2, &hi2);
-            dequant_scaled(word_of(wv, stp), lo2, hi2, av);
-#pragma unroll
-            for (int j = 0; j < MT; j++) mma_16816(acc[i][j], av, xb[j][2 * stp], xb[j][2 * stp + 1]);
-          }
-        }
-      }
+      skinny_tile_mma<MT, R>(st, xb, lane, g, acc);
     }
     cp_async_wait<0>();
     trace_stamp(a, 3);
@@ -532,6 +543,101 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512, MT == 1 && R == 1 ? 2 : 1)
     if (!skinny_reduce(acc, red, res)) return;
     skinny_store<R, MT, OUT>(a, res, nb0, c0, n_tok, row0);
   }
+  trace_stamp(a, 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flat skinny kernel (dense, small weights: every warp has exactly T k tiles, T <= 8). A decode GEMM whose weights
+// fit the SMs' shared memory in one pass (2048x7168, 7168x2048: 62 KB per SM) has no stream to pipeline: the
+// pipelined kernel already holds all of a warp's tiles at the PDL wait, and what follows the wait sets the chain's
+// period (H200 traces: x arrives in ~1 us, the k loop takes ~2.5 us for 7 tiles, latency-bound behind a per-tile
+// wait_group + syncwarp and 14 per-stage x copies of 8 rows). Here each warp copies its T weight tiles before the
+// wait (one commit group), and after it only the x rows that hold tokens (xr = M rows per tile: at M = 1 one
+// 16-byte copy per 8 lanes and tile), waits once, and computes the T tiles unrolled with no barrier between them,
+// so that the tiles' mma chains overlap. Rows of an x tile past M are not copied: ldmatrix reads row min(r, M-1)
+// for them, whose results land in token columns that are never stored.
+// Shared memory: weights [W][T][R * 576] (R tiles of 512 bytes, then R scale blocks of 64), x [W][T][xr][128]
+// (128-byte swizzle by row), then res [kVals][32]; red [W][kVals][32] aliases the start once every warp is done.
+// ---------------------------------------------------------------------------------------------
+
+__host__ __device__ constexpr size_t skinny_flat_smem_bytes(int mt, int rows, int warps, int tiles, int x_rows) {
+  const size_t data = size_t(warps) * tiles * (rows * 576 + x_rows * 128);
+  const size_t red = size_t(warps) * rows * mt * 4 * 32 * 4;
+  return (data > red ? data : red) + size_t(rows) * mt * 4 * 32 * 4;
+}
+
+template <int MT, int R, int T>
+__global__ void __launch_bounds__(512, 1) w4a16_skinny_flat_kernel(SkinnyArgs a) {
+  extern __shared__ __align__(128) float smem_f[];
+  using namespace dev;
+  constexpr int kVals = R * MT * 4, kTileBytes = R * 576, kW = R * 512;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+  const int kw = blockIdx.z * n_warps + warp, kw_total = gridDim.z * n_warps;  // tile u of the warp: kw + u*kw_total
+  const int g = lane >> 2, nb0 = blockIdx.x * R, k_tiles = a.K / kW4TileK;
+  const int xr = a.M;  // x rows per tile (dense: M <= 8 * MT)
+  const size_t data_bytes = size_t(n_warps) * T * (kTileBytes + xr * 128), red_bytes = size_t(n_warps) * kVals * 128;
+  float* red = smem_f;
+  float* res = smem_f + (data_bytes > red_bytes ? data_bytes : red_bytes) / 4;
+  const uint32_t wst = smem_addr(smem_f) + uint32_t(warp * T * kTileBytes);
+  const uint32_t xst = smem_addr(smem_f) + uint32_t(n_warps * T * kTileBytes + warp * T * xr * 128);
+  trace_stamp(a, 0);
+  if (a.pdl) pdl_launch_dependents();
+
+  // Weights and scales of the warp's T tiles (the pipelined kernel's per-lane mapping: weight chunk `lane` of each
+  // row block, scale chunk lane%4 of row block lane/4 for lanes < 4R).
+  const uint4* wsrc = a.wq + size_t(nb0) * k_tiles * 32 + lane;
+  const uint4* ssrc = reinterpret_cast<const uint4*>(a.ws) + size_t(nb0 + (lane >> 2) % R) * k_tiles * 4 + (lane & 3);
+  const uint32_t sdst = uint32_t(kW + ((lane >> 2) % R) * 64 + (lane & 3) * 16);
+#pragma unroll
+  for (int u = 0; u < T; u++) {
+    const int kt = kw + u * kw_total;
+#pragma unroll
+    for (int i = 0; i < R; i++)
+      cp_async16_s(wst + u * kTileBytes + i * 512 + lane * 16, wsrc + (size_t(i) * k_tiles + kt) * 32, true);
+    if (lane < 4 * R) cp_async16_s(wst + u * kTileBytes + sdst, ssrc + size_t(kt) * 4, true);
+  }
+  cp_async_commit();
+  if (a.pdl) pdl_wait();  // x (the previous kernel's output) and y only from here on
+  trace_stamp(a, 1);
+  // x: lane copies 16-byte chunk lane%8 of token rows lane/8, +4, ... (< M) of each tile.
+  const uint16_t* xsrc = a.x + size_t(lane >> 3) * a.ldx + (lane & 7) * 8;
+#pragma unroll
+  for (int u = 0; u < T; u++) {
+    const int kt = kw + u * kw_total;
+    for (int r = lane >> 3; r < xr; r += 4)
+      cp_async16_s(xst + uint32_t(u * xr * 128) + sw128(r, lane & 7), xsrc + size_t(r - (lane >> 3)) * a.ldx +
+                                                                          size_t(kt) * kW4TileK, true);
+  }
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncwarp();  // every lane's copies have landed
+  trace_stamp(a, 2);
+
+  float acc[R][MT][4];
+#pragma unroll
+  for (int i = 0; i < R; i++)
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+  // ldmatrix row of this lane in token tile j: 8j + lane%8, or the last row that holds a token.
+  int xrow[MT];
+#pragma unroll
+  for (int j = 0; j < MT; j++) xrow[j] = min(8 * j + (lane & 7), xr - 1);
+#pragma unroll
+  for (int u = 0; u < T; u++) {
+    uint32_t xb[MT][8];
+#pragma unroll
+    for (int j = 0; j < MT; j++)
+#pragma unroll
+      for (int P = 0; P < 2; P++)
+        ldmatrix_x4(&xb[j][4 * P], xst + uint32_t(u * xr * 128) + sw128(xrow[j], 4 * P + (lane >> 3)));
+    skinny_tile_mma<MT, R>(wst + u * kTileBytes, xb, lane, g, acc);
+  }
+  trace_stamp(a, 3);
+  __syncthreads();  // red aliases the tiles: every warp must be done reading them
+  if (!skinny_reduce(acc, red, res)) return;
+  skinny_store<R, MT, kOutBf16>(a, res, nb0, 0, a.M, 0);
   trace_stamp(a, 4);
 }
 
