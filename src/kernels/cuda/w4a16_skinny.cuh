@@ -351,12 +351,11 @@ __host__ __device__ constexpr bool skinny_pipe_f32_scale(int mt, int rows) { ret
 // One k tile of R row blocks against MT token tiles: acc[i][j] += W(row block i) . x(token tile j). st: the stage's
 // R weight tiles (512 bytes each, lane records) then their R scale blocks (64 bytes each) in shared memory; xb: the
 // x (B) fragments of the tile's four k16 steps (q = 2 * step + half); g = lane / 4.
-template <int MT, int R>
+template <int MT, int R, bool kF32Scale = skinny_pipe_f32_scale(MT, R)>
 __device__ __forceinline__ void skinny_tile_mma(uint32_t st, const uint32_t (&xb)[MT][8], int lane, int g,
                                                 float (&acc)[R][MT][4]) {
   using namespace dev;
   using St = PipeStage<MT, R>;
-  constexpr bool kF32Scale = skinny_pipe_f32_scale(MT, R);
   if constexpr (kF32Scale) {
     // The tensor cores take the exact biased codes 128 + u; the bias and the group scale are applied in f32 per
     // 32-k group: sum_k (u - 8) s x = s (sum_k (128 + u) x - 136 sum_k x). nsx[G][j][h] = -136 * the sum of x
@@ -567,7 +566,7 @@ __host__ __device__ constexpr size_t skinny_flat_smem_bytes(int mt, int rows, in
 }
 
 template <int MT, int R, int T>
-__global__ void __launch_bounds__(512, 1) w4a16_skinny_flat_kernel(SkinnyArgs a) {
+__global__ void __launch_bounds__(512, 2) w4a16_skinny_flat_kernel(SkinnyArgs a) {
   extern __shared__ __align__(128) float smem_f[];
   using namespace dev;
   constexpr int kVals = R * MT * 4, kTileBytes = R * 576, kW = R * 512;
