@@ -631,7 +631,7 @@ __global__ void __launch_bounds__(512, 2) w4a16_skinny_flat_kernel(SkinnyArgs a)
 #pragma unroll
       for (int P = 0; P < 2; P++)
         ldmatrix_x4(&xb[j][4 * P], xst + uint32_t(u * xr * 128) + sw128(xrow[j], 4 * P + (lane >> 3)));
-    skinny_tile_mma<MT, R>(wst + u * kTileBytes, xb, lane, g, acc);
+    skinny_tile_mma<MT, R, false>(wst + u * kTileBytes, xb, lane, g, acc);
   }
   trace_stamp(a, 3);
   __syncthreads();  // red aliases the tiles: every warp must be done reading them
