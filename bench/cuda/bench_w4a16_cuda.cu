@@ -675,9 +675,10 @@ void run_trace(const Env& env, int N, int K, int M, int stages) {
     const double t = time_us(launch, copies, 5, s);  // warm-up, capture, replays: the trace is the last replay's
     std::vector<unsigned long long> h(per * copies);
     STRATA_CUDA_CHECK(cudaMemcpy(h.data(), trace, h.size() * sizeof(h[0]), cudaMemcpyDeviceToHost));
-    std::printf("\ntrace %d x %d, M %d, %s: pipe S%d R%d W%d C%d, %d CTAs per launch, %d launches, %.2f us per launch "
+    const std::string form = c.flat ? "flat T" + std::to_string(c.tiles) : "pipe S" + std::to_string(c.stages);
+    std::printf("\ntrace %d x %d, M %d, %s: %s R%d W%d C%d, %d CTAs per launch, %d launches, %.2f us per launch "
                 "(graph median)\n",
-                N, K, M, pdl ? "PDL" : "no PDL", c.stages, c.rows, c.warps, c.split, ctas, copies, t);
+                N, K, M, pdl ? "PDL" : "no PDL", form.c_str(), c.rows, c.warps, c.split, ctas, copies, t);
     std::printf("us from the first launch's first CTA entry; min..max over the launch's CTAs\n\n"
                 "| launch | entry | past PDL wait | first stage landed | k loop done | done | done - past wait (max) |\n"
                 "|---|---|---|---|---|---|---|\n");

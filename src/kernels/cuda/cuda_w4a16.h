@@ -1,8 +1,8 @@
 // Public CUDA W4A16 linear: y[M, N] (bf16) = x[M, K] (bf16) . W^T with W an INT4 weight repacked once
 // (w4a16_repack.h); f32 accumulation; each weight enters the tensor cores as bf16((code - 8) * scale), one
-// rounding (Marlin's bf16 path; the CPU reference keeps code * scale exact in f32), except in the pipelined skinny
-// kernel at M <= 8 (and at M <= 16 with R >= 7), which feeds the exact codes and applies bias and scale per 32-k
-// group in f32. Hopper (sm_90a).
+// rounding (Marlin's bf16 path, and the bf16 weight that quantization-aware training computes; the CPU reference
+// keeps code * scale exact in f32), except in the pipelined skinny kernel's ring form at M <= 8 (and at M <= 16
+// with R >= 7), which feeds the exact codes and applies bias and scale per 32-k group in f32. Hopper (sm_90a).
 // Not a general GEMM: no bias, no transposes, no fp16; and no CUDA types here (streams are void*).
 //
 // Paths:
@@ -13,6 +13,8 @@
 //     stages of weights + scales + x in flight through a private cp.async ring, x read back with ldmatrix),
 //     launched as a programmatic dependent (PDL) of the previous kernel. The same kernel runs the MoE's grouped expert
 //     GEMMs (cuda_moe.h). The register-staged kernel (U k tiles loaded to registers, then computed) stays
+//     Small weights at M <= 8 (every warp's k tiles fit its shared memory at once: 2048x7168, 7168x2048) take the
+//     pipelined kernel's flat form: all tiles copied before the PDL wait, one wait, the tiles computed unrolled.
 //     selectable in both.
 //   Wgmma (M > 16, prefill): CTA = 2 warpgroups x 64 weight rows, BT tokens (64/128/256) as wgmma's N;
 //     activations and packed weights cp.async'ed into a 5..8-stage pipeline (x tile SWIZZLE_128B = B from shared
@@ -63,7 +65,8 @@ struct W4A16Options {
   int skinny_pipe = -1, skinny_stages = 0;
   // Skinny, pipelined configurations with R <= 2 whose warps all get exactly T = 2, 4, 7 or 8 k tiles: the flat
   // kernel (all T tiles' weights copied before the PDL wait, x rows of the M tokens only, the T tiles computed
-  // unrolled without per-tile waits) (1, the default when -1) or the ring (0).
+  // unrolled without per-tile waits, the next launch let in only once x has landed) (1) or the ring (0);
+  // -1 = chosen from the shape (flat at M <= 8 where it measured faster: see w4a16_skinny_config).
   int skinny_flat = -1;
   // Profiling only: a device buffer of kSkinnyTraceStamps x (CTAs of the launch) u64 that the pipelined skinny
   // kernel fills with %globaltimer stamps per CTA (entry, past the PDL wait, first stage landed, k loop done, done);

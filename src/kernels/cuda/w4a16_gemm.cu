@@ -846,9 +846,13 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
     c.stages = skinny_pipe_stages(mt, c.rows, c.warps, budget, opt.skinny_stages);
     while (c.warps > 4 && skinny_pipe_smem_bytes(mt, c.rows, c.warps, c.stages) > kSkinnyPipeSmemMax) c.warps /= 2;
     c.split = std::max(1, std::min(c.split, k_tiles / c.warps));
-    // The flat kernel where every warp gets the same instantiated number of k tiles and its tiles fit.
+    // The flat kernel where every warp gets the same instantiated number of k tiles and its tiles fit; by default
+    // only at M <= 8 and there at M <= 4 or with at most one CTA per SM (H200, same-run A/B against the ring:
+    // 2048x7168 (T7 R1 W16, 128 CTAs) M = 1 / 4 / 8: 4.9 / 5.1 / 5.5 vs 5.7 / 5.7 / 6.1 us; 7168x2048 (T4 R2 W8,
+    // 224 CTAs) M = 1 / 4: 4.3 / 4.4 vs 4.6 / 4.8, but M = 8 / 16: 5.2 / 6.0 vs 4.8 / 5.6).
     const int kw_total = c.warps * c.split, per = k_tiles / kw_total;
-    if (opt.skinny_flat != 0 && c.rows <= 2 && k_tiles % kw_total == 0 &&
+    const bool flat_auto = mt == 1 && (M <= 4 || ctas * c.split <= sms);
+    if ((opt.skinny_flat == 1 || (opt.skinny_flat == -1 && flat_auto)) && c.rows <= 2 && k_tiles % kw_total == 0 &&
         (per == 2 || per == 4 || per == 7 || per == 8) &&
         skinny_flat_smem_bytes(mt, c.rows, c.warps, per, M) <= kSkinnyPipeSmemMax) {
       c.flat = true;

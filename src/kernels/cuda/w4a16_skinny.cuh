@@ -547,14 +547,19 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512, MT == 1 && R == 1 ? 2 : 1)
 
 // ---------------------------------------------------------------------------------------------
 // Flat skinny kernel (dense, small weights: every warp has exactly T k tiles, T <= 8). A decode GEMM whose weights
-// fit the SMs' shared memory in one pass (2048x7168, 7168x2048: 62 KB per SM) has no stream to pipeline: the
-// pipelined kernel already holds all of a warp's tiles at the PDL wait, and what follows the wait sets the chain's
-// period (H200 traces: x arrives in ~1 us, the k loop takes ~2.5 us for 7 tiles, latency-bound behind a per-tile
-// wait_group + syncwarp and 14 per-stage x copies of 8 rows). Here each warp copies its T weight tiles before the
-// wait (one commit group), and after it only the x rows that hold tokens (xr = M rows per tile: at M = 1 one
-// 16-byte copy per 8 lanes and tile), waits once, and computes the T tiles unrolled with no barrier between them,
-// so that the tiles' mma chains overlap. Rows of an x tile past M are not copied: ldmatrix reads row min(r, M-1)
+// fit the SMs' shared memory in one pass (2048x7168, 7168x2048: 62 KB per SM) has no stream to pipeline: what
+// follows the PDL wait sets a chain's period (H200 traces of the ring kernel: x arrived ~1 us after the wait, then
+// 7 tiles took ~2.5 us behind a per-tile wait_group + syncwarp, with 14 per-stage x copies of 8 rows). Here each
+// warp copies its T weight tiles before the wait (one commit group), after it only the x rows that hold tokens
+// (xr = M rows per tile: at M = 1 one 16-byte copy per 8 lanes and tile), waits once, and computes the T tiles
+// unrolled with no barrier between them. Rows of an x tile past M are not copied: ldmatrix reads row min(r, M-1)
 // for them, whose results land in token columns that are never stored.
+// PDL: <= 64 registers (launch bounds 512 x 2) so that the next launch's CTAs fit beside this one's, and the next
+// launch is let in (griddepcontrol.launch_dependents) only once this warp's x has landed: let in at entry, its
+// weight copies queued this launch's x copies behind them (H200 trace, 2048x7168 M = 1: x landed 1-3 us after the
+// wait, 6.1 us per launch; let in late: 4.9 us).
+// Dequant: bf16((u - 8) * scale) at every MT (the f32-scale form needs 64 registers and spills at T 7; it measured
+// equal at M = 1 and 2-4% slower at M = 4-8).
 // Shared memory: weights [W][T][R * 576] (R tiles of 512 bytes, then R scale blocks of 64), x [W][T][xr][128]
 // (128-byte swizzle by row), then res [kVals][32]; red [W][kVals][32] aliases the start once every warp is done.
 // ---------------------------------------------------------------------------------------------
