@@ -7,10 +7,11 @@
 #
 #   bash tools/cuda/sass_local.sh [TREE_A [TREE_B]] [-- KERNEL_REGEX]
 #     TREE_*: source trees (default: this repo); e.g. a `git archive REF | tar -x -C DIR` of another commit
-#     KERNEL_REGEX: which kernels (default: w4a16_skinny_pipe_kernel)
+#     KERNEL_REGEX: which kernels (default: w4a16_skinny_pipe_kernel; e.g. w4a16_skinny_flat_kernel)
 #
-# Output: per kernel (template arguments MT R S OUT for the pipelined kernel), registers / spill bytes and the
-# innermost loop's instruction count and top opcodes of each tree; with two trees, whether the SASS is identical.
+# Output: per kernel (name and template arguments: pipe MT R S OUT, flat MT R T), registers / spill bytes and the
+# innermost loop's instruction count and top opcodes (the whole kernel's where it has no loop, as the unrolled
+# flat kernel) of each tree; with two trees, whether the SASS is identical.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 trees=()

@@ -3,7 +3,8 @@
 
 Usage: sass_loops.py KERNEL_REGEX DIR [DIR]
 Each DIR holds gemm.sass (nvdisasm -c) and ptxas.txt (nvcc -Xptxas -v) of one source tree.
-The innermost loop of a kernel is the smallest backward-branch range that contains an HMMA.
+The innermost loop of a kernel is the smallest backward-branch range that contains an HMMA; a kernel without
+one (fully unrolled, e.g. the flat skinny kernel) is reported whole ("kernel N" instead of "loop N").
 """
 import collections
 import re
@@ -60,8 +61,11 @@ def resources(ptxas_text):
 
 
 def short(name):
-    m = re.search(r"ILi(\d+)ELi(\d+)ELi(\d+)ELi(\d+)E", name)
-    return " ".join(m.groups()) if m else name[:60]
+    """Kernel base name and its integer template arguments, e.g. 'flat 1 1 7' or 'pipe 1 14 3 0'."""
+    m = re.search(r"w4a16_skinny_(\w+?)_kernelI((?:Li-?\d+E)+)", name)
+    if not m:
+        return name[:60]
+    return m.group(1) + " " + " ".join(re.findall(r"Li(-?\d+)E", m.group(2)))
 
 
 def main():
@@ -80,10 +84,13 @@ def main():
                 cols.append("(absent)")
                 continue
             loop = inner_loop(*sass[name])
+            what = "loop"
+            if not loop:
+                loop, what = [t for _, t in sass[name][0]], "kernel"
             mix = collections.Counter(opcode(t) for t in loop)
             top = " ".join(f"{op}:{c}" for op, c in mix.most_common(6))
-            cols.append(f"{res.get(name, '?')}; loop {len(loop)} [{top}]")
-        line = f"{short(name):12s} " + "  ||  ".join(cols)
+            cols.append(f"{res.get(name, '?')}; {what} {len(loop)} [{top}]")
+        line = f"{short(name):16s} " + "  ||  ".join(cols)
         if len(trees) == 2 and name in trees[1][0]:
             norm = lambda k: [re.sub(r"\.L_x_\d+", "L", t) for _, t in trees[k][0][name][0]]
             same = norm(0) == norm(1)
