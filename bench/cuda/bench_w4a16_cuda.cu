@@ -344,12 +344,7 @@ void bench_gemm(Env& env) {
       std::string cfg = w4a16_path_name(ap);
       if (ap == W4A16Path::Skinny) {
         const SkinnyConfig sc = w4a16_skinny_config(M, N, K);
-        cfg += std::string(sc.flat   ? " flat T" + std::to_string(sc.tiles)
-                           : sc.pipe ? " pipe S" + std::to_string(sc.stages)
-                           : sc.xs   ? " xs"
-                                     : "") +
-               " R" +
-               std::to_string(sc.rows) + " W" + std::to_string(sc.warps) + " C" + std::to_string(sc.split);
+        cfg += " " + w4a16_skinny_name(sc);
       } else {
         const WgmmaConfig wc = w4a16_wgmma_config(M, N, K);
         cfg += std::string(wc.ws ? " ws" : " cp.async") + " BT" + std::to_string(wc.tokens) + " split" +
@@ -675,10 +670,8 @@ void run_trace(const Env& env, int N, int K, int M, int stages) {
     const double t = time_us(launch, copies, 5, s);  // warm-up, capture, replays: the trace is the last replay's
     std::vector<unsigned long long> h(per * copies);
     STRATA_CUDA_CHECK(cudaMemcpy(h.data(), trace, h.size() * sizeof(h[0]), cudaMemcpyDeviceToHost));
-    const std::string form = c.flat ? "flat T" + std::to_string(c.tiles) : "pipe S" + std::to_string(c.stages);
-    std::printf("\ntrace %d x %d, M %d, %s: %s R%d W%d C%d, %d CTAs per launch, %d launches, %.2f us per launch "
-                "(graph median)\n",
-                N, K, M, pdl ? "PDL" : "no PDL", form.c_str(), c.rows, c.warps, c.split, ctas, copies, t);
+    std::printf("\ntrace %d x %d, M %d, %s: %s, %d CTAs per launch, %d launches, %.2f us per launch (graph median)\n",
+                N, K, M, pdl ? "PDL" : "no PDL", w4a16_skinny_name(c).c_str(), ctas, copies, t);
     std::printf("us from the first launch's first CTA entry; min..max over the launch's CTAs\n\n"
                 "| launch | entry | past PDL wait | first stage landed | k loop done | done | done - past wait (max) |\n"
                 "|---|---|---|---|---|---|---|\n");

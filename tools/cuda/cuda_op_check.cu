@@ -294,13 +294,9 @@ void check_linear(Rng& rng, bool quick) {
         if (c.opt.path == W4A16Path::Auto) label += std::string("=") + w4a16_path_name(taken);
         if (taken == W4A16Path::Skinny) {
           const SkinnyConfig sc = w4a16_skinny_config(M, N, K, c.opt);
-          label += std::string(" (") +
-                   (sc.flat   ? "flat T" + std::to_string(sc.tiles) + " "
-                    : sc.pipe ? "pipe S" + std::to_string(sc.stages) + " "
-                    : sc.xs   ? "xs "
-                              : "") +
-                   "R" + std::to_string(sc.rows) + " U" + std::to_string(sc.unroll) + " W" +
-                   std::to_string(sc.warps) + " cluster" + std::to_string(sc.split) + ")";
+          label += " (";
+          label += w4a16_skinny_name(sc);
+          label += " U" + std::to_string(sc.unroll) + ")";
         }
         if (taken == W4A16Path::Wgmma) {
           const WgmmaConfig wc = w4a16_wgmma_config(M, N, K, c.opt);

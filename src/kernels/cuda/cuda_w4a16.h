@@ -13,9 +13,9 @@
 //     stages of weights + scales + x in flight through a private cp.async ring, x read back with ldmatrix),
 //     launched as a programmatic dependent (PDL) of the previous kernel. The same kernel runs the MoE's grouped expert
 //     GEMMs (cuda_moe.h). The register-staged kernel (U k tiles loaded to registers, then computed) stays
-//     Small weights at M <= 8 (every warp's k tiles fit its shared memory at once: 2048x7168, 7168x2048) take the
-//     pipelined kernel's flat form: all tiles copied before the PDL wait, one wait, the tiles computed unrolled.
-//     selectable in both.
+//     selectable in both. Small dense weights at M <= 8 (every warp's k tiles fit its shared memory at once:
+//     2048x7168, 7168x2048) take the pipelined kernel's flat form: all tiles copied before the PDL wait, one
+//     wait, the tiles computed unrolled.
 //   Wgmma (M > 16, prefill): CTA = 2 warpgroups x 64 weight rows, BT tokens (64/128/256) as wgmma's N;
 //     activations and packed weights cp.async'ed into a 5..8-stage pipeline (x tile SWIZZLE_128B = B from shared
 //     memory), weights dequantized into registers (A from registers, double-buffered: two wgmma groups in flight),
@@ -28,6 +28,7 @@
 //   Naive: one thread per output, reads the layout element by element (checks only; slow).
 #pragma once
 #include <cstddef>
+#include <string>
 
 #include "kernels/cuda/w4a16_repack.h"
 
@@ -86,6 +87,9 @@ struct SkinnyConfig {
   int tiles = 0;                         // its k tiles per warp
 };
 SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt = {});
+// Its name in reports: "pipe S4 R4 W16 C1", "flat T7 R1 W16 C1", "xs R2 W8 C1", or "R2 W8 C1" (the
+// register-staged kernel with 4-byte x loads).
+std::string w4a16_skinny_name(const SkinnyConfig& c);
 
 // The wgmma configuration w4a16_linear would use (after overrides), for reports.
 struct WgmmaConfig {

@@ -862,6 +862,14 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
   return c;
 }
 
+std::string w4a16_skinny_name(const SkinnyConfig& c) {
+  const std::string form = c.flat   ? "flat T" + std::to_string(c.tiles) + " "
+                           : c.pipe ? "pipe S" + std::to_string(c.stages) + " "
+                           : c.xs   ? "xs "
+                                    : "";
+  return form + "R" + std::to_string(c.rows) + " W" + std::to_string(c.warps) + " C" + std::to_string(c.split);
+}
+
 const char* w4a16_path_name(W4A16Path p) {
   switch (p) {
     case W4A16Path::Auto: return "auto";

@@ -614,9 +614,7 @@ __global__ void __launch_bounds__(512, 2) w4a16_skinny_flat_kernel(SkinnyArgs a)
   cp_async_commit();
   cp_async_wait<0>();
   __syncwarp();  // every lane's copies have landed
-  // Only now let the next launch in: its CTAs' weight copies would otherwise queue this launch's x copies behind
-  // them (H200 trace, 2048x7168 M=1: x took 1-3 us to land when the next launch had entered at once; 6.1 us period).
-  if (a.pdl) pdl_launch_dependents();
+  if (a.pdl) pdl_launch_dependents();  // only now (see the PDL note above the kernel)
   trace_stamp(a, 2);
 
   float acc[R][MT][4];
