@@ -344,7 +344,8 @@ void bench_gemm(Env& env) {
       std::string cfg = w4a16_path_name(ap);
       if (ap == W4A16Path::Skinny) {
         const SkinnyConfig sc = w4a16_skinny_config(M, N, K);
-        cfg += " " + w4a16_skinny_name(sc);
+        cfg += ' ';
+        cfg += w4a16_skinny_name(sc);
       } else {
         const WgmmaConfig wc = w4a16_wgmma_config(M, N, K);
         cfg += std::string(wc.ws ? " ws" : " cp.async") + " BT" + std::to_string(wc.tokens) + " split" +
