@@ -66,7 +66,7 @@ struct W4A16Options {
   int skinny_pipe = -1, skinny_stages = 0;
   // Skinny, pipelined configurations with R <= 2 whose warps all get exactly T = 2, 4, 7 or 8 k tiles: the flat
   // kernel (all T tiles' weights copied before the PDL wait, x rows of the M tokens only, the T tiles computed
-  // unrolled without per-tile waits, the next launch let in only once x has landed) (1) or the ring (0);
+  // unrolled without per-tile waits, the next launch let in only once x is issued) (1) or the ring (0);
   // -1 = chosen from the shape (flat at M <= 8 where it measured faster: see w4a16_skinny_config).
   int skinny_flat = -1;
   // Profiling only: a device buffer of kSkinnyTraceStamps x (CTAs of the launch) u64 that the pipelined skinny

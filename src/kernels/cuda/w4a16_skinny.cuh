@@ -555,9 +555,9 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512, MT == 1 && R == 1 ? 2 : 1)
 // unrolled with no barrier between them. Rows of an x tile past M are not copied: ldmatrix reads row min(r, M-1)
 // for them, whose results land in token columns that are never stored.
 // PDL: <= 64 registers (launch bounds 512 x 2) so that the next launch's CTAs fit beside this one's, and the next
-// launch is let in (griddepcontrol.launch_dependents) only once this warp's x has landed: let in at entry, its
-// weight copies queued this launch's x copies behind them (H200 trace, 2048x7168 M = 1: x landed 1-3 us after the
-// wait, 6.1 us per launch; let in late: 4.9 us).
+// launch is let in (griddepcontrol.launch_dependents) only once this warp's x copies are issued: let in at entry,
+// its weight copies queued this launch's x copies behind them (H200 trace, 2048x7168 M = 1: x landed 1-3 us after
+// the wait, 6.1 us per launch; let in once x had landed: 4.9 us; once x is issued: 4.7 us, equal elsewhere).
 // Dequant: bf16((u - 8) * scale) at every MT (the f32-scale form needs 64 registers and spills at T 7; it measured
 // equal at M = 1 and 2-4% slower at M = 4-8).
 // Shared memory: weights [W][T][R * 576] (R tiles of 512 bytes, then R scale blocks of 64), x [W][T][xr][128]
@@ -612,9 +612,9 @@ __global__ void __launch_bounds__(512, 2) w4a16_skinny_flat_kernel(SkinnyArgs a)
                                                                           size_t(kt) * kW4TileK, true);
   }
   cp_async_commit();
+  if (a.pdl) pdl_launch_dependents();  // only now: x's copies are queued ahead of the next launch's (note above)
   cp_async_wait<0>();
   __syncwarp();  // every lane's copies have landed
-  if (a.pdl) pdl_launch_dependents();  // only now (see the PDL note above the kernel)
   trace_stamp(a, 2);
 
   float acc[R][MT][4];
