@@ -600,16 +600,25 @@ __global__ void __launch_bounds__(512, 2) w4a16_skinny_flat_kernel(SkinnyArgs a)
     if (lane < 4 * R) cp_async16_s(wst + u * kTileBytes + sdst, ssrc + size_t(kt) * 4, true);
   }
   cp_async_commit();
+  // x: lane copies 16-byte chunk lane%8 of token rows lane/8 + 4i (i < 2 MT, row < M) of each tile. Its addresses
+  // are set up here, before the wait: the copies after it are on the chain's critical path (a runtime row loop
+  // with its address arithmetic per tile compiled to ~40 instructions per tile there).
+  constexpr int kRowPasses = 2 * MT;  // 8 MT rows at most, 4 per pass
+  const int row0 = lane >> 3, passes = xr > row0 ? (xr - row0 + 3) >> 2 : 0;
+  const uint16_t* xsrc = a.x + size_t(row0) * a.ldx + (lane & 7) * 8 + size_t(kw) * kW4TileK;
+  const size_t xsrc_tile = size_t(kw_total) * kW4TileK, xsrc_pass = 4 * size_t(a.ldx);
+  const uint32_t xdst_tile = uint32_t(xr * 128);
+  uint32_t xdst[kRowPasses];
+#pragma unroll
+  for (int i = 0; i < kRowPasses; i++) xdst[i] = xst + sw128(row0 + 4 * i, lane & 7);
   if (a.pdl) pdl_wait();  // x (the previous kernel's output) and y only from here on
   trace_stamp(a, 1);
-  // x: lane copies 16-byte chunk lane%8 of token rows lane/8, +4, ... (< M) of each tile.
-  const uint16_t* xsrc = a.x + size_t(lane >> 3) * a.ldx + (lane & 7) * 8;
 #pragma unroll
   for (int u = 0; u < T; u++) {
-    const int kt = kw + u * kw_total;
-    for (int r = lane >> 3; r < xr; r += 4)
-      cp_async16_s(xst + uint32_t(u * xr * 128) + sw128(r, lane & 7), xsrc + size_t(r - (lane >> 3)) * a.ldx +
-                                                                          size_t(kt) * kW4TileK, true);
+#pragma unroll
+    for (int i = 0; i < kRowPasses; i++)
+      if (i < passes) cp_async16_s(xdst[i] + u * xdst_tile, xsrc + i * xsrc_pass, true);
+    xsrc += xsrc_tile;
   }
   cp_async_commit();
   if (a.pdl) pdl_launch_dependents();  // only now: x's copies are queued ahead of the next launch's (note above)
