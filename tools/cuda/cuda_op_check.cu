@@ -166,7 +166,7 @@ void check_linear(Rng& rng, bool quick) {
   // 1792x512: 112 row blocks, which R7 and R14 divide.
   // 400x512: 25 row blocks, a partial last CTA tile of the 128-row wgmma and tiled kernels and of R2/R4.
   std::vector<std::pair<int, int>> shapes = {{256, 512}, {400, 512}, {1792, 512}, {2048, 7168}, {7168, 2048}};
-  std::vector<int> Ms = {1, 3, 8, 13, 16, 37, 64, 200, 256};
+  std::vector<int> Ms = {1, 3, 4, 8, 13, 16, 37, 64, 200, 256};  // 4: where 2048x7168 auto takes flat R2 cluster 2
   if (quick) {
     shapes = {{256, 512}, {400, 512}};
     Ms = {1, 16, 37};
@@ -225,6 +225,7 @@ void check_linear(Rng& rng, bool quick) {
       {flat(opt(W4A16Path::Skinny, 0, 2, 4), 1), "skinny flat R2 W4"},
       {flat(opt(W4A16Path::Skinny, 0, 1, 4, 0, 2), 1), "skinny flat R1 W4 cluster2"},
       {flat(opt(W4A16Path::Skinny, 0, 1, 16), 1), "skinny flat R1 W16"},
+      {flat(opt(W4A16Path::Skinny, 0, 2, 8, 0, 2), 1), "skinny flat R2 W8 cluster2"},
       {xs(opt(W4A16Path::Skinny, 0, 1, 4), 1), "skinny regs xs R1 W4"},
       {xs(opt(W4A16Path::Skinny, 0, 4, 16), 1), "skinny regs xs R4 W16"},
       {xs(opt(W4A16Path::Skinny, 0, 2, 8, 0, 2), 1), "skinny regs xs R2 W8 cluster2"},

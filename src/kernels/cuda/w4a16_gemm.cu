@@ -857,6 +857,19 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
         skinny_flat_smem_bytes(mt, c.rows, c.warps, per, M) <= kSkinnyPipeSmemMax) {
       c.flat = true;
       c.tiles = per;
+      // A flat R1 CTA too big for two per SM (x of M >= 4 tokens beside its weights: 2048x7168 at M = 4) leaves no
+      // room for the next launch's CTA, whose weights then wait for this one to leave. Row pairs with K split over
+      // a cluster pair, at half the warps, keep the CTA count and the tiles per warp and copy half of x each (H200
+      // sweeps, 2048x7168 M = 4: flat T7 R2 W8 C2 4.8 us vs R1 W16 C1 5.0 / 5.1).
+      const bool auto_shape = opt.skinny_rows == 0 && opt.skinny_warps == 0 && opt.skinny_split == 0;
+      const size_t half = kSkinnyPipeSmemMax / 2;
+      if (auto_shape && opt.skinny_flat == -1 && c.rows == 1 && c.split == 1 && c.warps >= 8 && n_blocks % 2 == 0 &&
+          skinny_flat_smem_bytes(mt, 1, c.warps, per, M) > half &&
+          skinny_flat_smem_bytes(mt, 2, c.warps / 2, per, M) <= half) {
+        c.rows = 2;
+        c.warps /= 2;
+        c.split = 2;
+      }
     }
   }
   return c;
