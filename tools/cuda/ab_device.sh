@@ -15,7 +15,7 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT" || exit 3
-AB="$ROOT/ab"
+AB="${AB_DIR:-$ROOT/ab}"  # AB_DIR: another set of trees (two A/B sets in one device call)
 
 case "${1:-}" in
   prepare)
