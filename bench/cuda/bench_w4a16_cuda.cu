@@ -429,6 +429,17 @@ void bench_gemm(Env& env) {
             std::snprintf(b, sizeof b, " shallow S%dR%dW%d %.1f |", st, r, wp, run(o));
             row += b;
           }
+          // The wgmma kernels at 64 tokens per CTA tile (the smallest they take), for the M <= 16 rows where the
+          // skinny kernel is compute-bound: the same dequant per weight, but wgmma and (ws) a producer warpgroup.
+          for (int ws : {0, 1}) {
+            W4A16Options o;
+            o.path = W4A16Path::Wgmma;
+            o.wgmma_tokens = 64;
+            o.wgmma_ws = ws;
+            char b[64];
+            std::snprintf(b, sizeof b, " wgmma %s BT64 %.1f |", ws ? "ws" : "cp.async", run(o));
+            row += b;
+          }
           {  // the auto configuration at every other ring depth
             const SkinnyConfig ac = w4a16_skinny_config(M, N, K);
             for (int st : {2, 3, 4, 6, 8}) {
