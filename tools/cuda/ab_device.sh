@@ -12,10 +12,12 @@
 # table of tools/cuda/ab_compare.py. Output: $OUT/ab.txt.
 # AB_TIME_FAILED=1 times a tree whose check failed too (diagnostic builds that drop work on purpose to see what a
 # kernel is bound by: their results are wrong by design; the failure is still printed).
+# AB_DIR=DIR (a folder in the repo, default ab/) holds the trees: a second set, e.g. AB_DIR=$PWD/ab2 for both
+# `prepare` and `run` (OUT=$OUT/2), lets two A/B sets run in one device call (carry ["ab", "ab2"]).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT" || exit 3
-AB="${AB_DIR:-$ROOT/ab}"  # AB_DIR: another set of trees (two A/B sets in one device call)
+AB="${AB_DIR:-$ROOT/ab}"
 
 case "${1:-}" in
   prepare)
@@ -32,7 +34,7 @@ case "${1:-}" in
       echo "$side $(git rev-parse --short "$ref") $ref" >>"$AB/refs.txt"
     done
     cat "$AB/refs.txt"
-    echo "now: run the device with carry [\"ab\"]: bash tools/cuda/ab_device.sh run [ROUNDS] [-- BENCH_ARGS...]"
+    echo "now: run the device with carry [\"$(basename "$AB")\"]: ${AB_DIR:+AB_DIR=\$PWD/$(basename "$AB") }bash tools/cuda/ab_device.sh run [ROUNDS] [-- BENCH_ARGS...]"
     ;;
   run)
     shift
