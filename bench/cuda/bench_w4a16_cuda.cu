@@ -392,6 +392,27 @@ void bench_gemm(Env& env) {
                                 sc.split, run(o));
                   row += b;
                 }
+          // At M > 8 the f32-scale form (R >= 7: exact codes, group scale in f32) runs ~25% fewer instructions per
+          // weight than R4's bf16 dequant (SASS: 77 vs 104 per k tile and row block); with K split over a cluster
+          // its few row groups still fill the SMs (8192x28672: 64 R8 groups x 2).
+          if (M > 8)
+            for (int r : {7, 8})
+              for (int wp : {4, 8})
+                for (int cl : {2, 4}) {
+                  if ((N / 16) % r != 0) continue;
+                  W4A16Options o;
+                  o.path = W4A16Path::Skinny;
+                  o.skinny_rows = r;
+                  o.skinny_warps = wp;
+                  o.skinny_split = cl;
+                  o.skinny_pipe = 1;
+                  o.skinny_flat = 0;
+                  const SkinnyConfig sc = w4a16_skinny_config(M, N, K, o);
+                  if (sc.rows != r || sc.warps != wp || sc.split != cl) continue;
+                  char b[80];
+                  std::snprintf(b, sizeof b, " pS%dR%dW%dC%d %.1f |", sc.stages, r, wp, cl, run(o));
+                  row += b;
+                }
           // The flat kernel wherever it applies (every warp exactly 2, 4, 7 or 8 k tiles), and the ring in its place.
           for (int flat : {1, 0})
             for (int r : {1, 2})
@@ -508,6 +529,13 @@ void bench_gemm(Env& env) {
 
 // ------------------------------------------------------------------------------------------------ MoE
 
+// Holds the stream for `cycles` clocks: launches queued behind it start back to back, not as the host issues them.
+__global__ void spin_kernel(long long cycles) {
+  const long long t0 = clock64();
+  while (clock64() - t0 < cycles) {
+  }
+}
+
 void bench_moe(Env& env) {
   const int E = 384, D = 7168, F = 2048, top_k = 8;
   const cudaStream_t s = env.s;
@@ -543,7 +571,7 @@ void bench_moe(Env& env) {
   r.scaling = 2.827f;
   r.choice_bias = bias;
 
-  std::vector<std::string> rows, sweep;
+  std::vector<std::string> rows, sweep, stage_rows, chain_rows;
   const int copies = 8;  // different token batches -> different experts per replay
   for (int T : {1, 8, 64, 256}) {
     std::vector<uint16_t*> xs(copies);
@@ -601,6 +629,51 @@ void bench_moe(Env& env) {
       sweep.push_back(row);
       std::printf("%s\n", row.c_str());
     }
+    {  // the launch chain: PDL and the router GEMV (T <= kMoeRouterGemvMaxT, else cuBLAS) on and off
+      char b[160];
+      double t[3];
+      for (int v = 0; v < 3; v++) {
+        MoeOptions o;
+        o.pdl = v == 0 ? 0 : 1;
+        o.front = v == 1 ? 0 : 1;
+        if (v == 2) o.pdl = o.front = 0;
+        t[v] = time_us(
+            [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
+            copies, env.reps, s);
+      }
+      std::snprintf(b, sizeof b, "| %d | %.1f | %.1f | %.1f | %.1f |", T, us, t[0], t[1], t[2]);
+      chain_rows.push_back(b);
+    }
+    {  // where the layer's time goes: stream-ordered events after each launch (no graph), behind a spin kernel so
+       // that the host has queued the whole layer before it runs; medians over copies x reps
+      cudaEvent_t ev[7];
+      for (auto& e : ev) STRATA_CUDA_CHECK(cudaEventCreate(&e));
+      void* marks[6];
+      for (int i = 0; i < 6; i++) marks[i] = ev[i + 1];
+      MoeOptions o;
+      o.stage_events = marks;
+      std::vector<double> st[7];
+      for (int rep = 0; rep < std::max(3, env.reps / 5); rep++)
+        for (int c = 0; c < copies; c++) {
+          spin_kernel<<<1, 1, 0, s>>>(2000000);
+          STRATA_CUDA_CHECK(cudaEventRecord(ev[0], s));
+          w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o);
+          STRATA_CUDA_CHECK(cudaStreamSynchronize(s));
+          for (int i = 0; i < 6; i++) {
+            float ms = 0.f;
+            STRATA_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[i], ev[i + 1]));
+            st[i].push_back(1e3 * ms);
+          }
+          float ms = 0.f;
+          STRATA_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0], ev[6]));
+          st[6].push_back(1e3 * ms);
+        }
+      char b[256];
+      std::snprintf(b, sizeof b, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |", T, median(st[0]),
+                    median(st[1]), median(st[2]), median(st[3]), median(st[4]), median(st[5]), median(st[6]));
+      stage_rows.push_back(b);
+      for (auto& e : ev) STRATA_CUDA_CHECK(cudaEventDestroy(e));
+    }
     const double bytes = active * double(L.expert_bytes()) + double(E) * D * 2;
     const double gbs = bytes / (us * 1e-6) / 1e9;
     char line[256];
@@ -620,6 +693,13 @@ void bench_moe(Env& env) {
               double(L.expert_bytes()) / 1e6, copies);
   std::printf("| tokens | experts run | MB touched | us | GB/s | %% of copy BW | floor us |\n|---|---|---|---|---|---|---|\n");
   for (auto& row : rows) std::printf("%s\n", row.c_str());
+  std::printf("\n## MoE launch chain (us, same run): default (PDL chain; T <= 2: our router GEMV) | no PDL | cuBLAS "
+              "router | neither\n\n| tokens | default | no PDL | cuBLAS router | neither |\n|---|---|---|---|---|\n");
+  for (auto& row : chain_rows) std::printf("%s\n", row.c_str());
+  std::printf("\n## MoE stages (us between CUDA events recorded after each launch; plain stream launches, no graph, "
+              "so launch gaps are included)\n\n| tokens | router GEMM | routing | plan | gate/up | down | combine | "
+              "layer |\n|---|---|---|---|---|---|---|---|\n");
+  for (auto& row : stage_rows) std::printf("%s\n", row.c_str());
   if (env.sweep && env.moe_sweep) {
     std::printf("\n## MoE variants (us; gRxW: gate/up rows per warp x warps, dRxW: down)\n\n");
     for (auto& row : sweep) std::printf("%s\n", row.c_str());

@@ -217,7 +217,10 @@ void check_linear(Rng& rng, bool quick) {
       {stages(opt(W4A16Path::Skinny, 0, 2, 8), 2), "skinny pipe S2 R2 W8"},
       {stages(opt(W4A16Path::Skinny, 0, 1, 4, 0, 2), 8), "skinny pipe S8 R1 W4 cluster2"},
       {stages(opt(W4A16Path::Skinny, 0, 8, 8), 0), "skinny pipe R8 (M > 8) W8"},
+      {stages(opt(W4A16Path::Skinny, 0, 8, 4, 0, 2), 0), "skinny pipe R8 (M > 8) W4 cluster2"},
+      {stages(opt(W4A16Path::Skinny, 0, 8, 8, 0, 2), 0), "skinny pipe R8 (M > 8) W8 cluster2"},
       {stages(opt(W4A16Path::Skinny, 0, 7, 4), 0), "skinny pipe R7 (N % 112 == 0) W4"},
+      {stages(opt(W4A16Path::Skinny, 0, 7, 4, 0, 2), 0), "skinny pipe R7 (N % 112 == 0) W4 cluster2"},
       {stages(opt(W4A16Path::Skinny, 0, 14, 8), 3), "skinny pipe S3 R14 (M <= 8, N % 224 == 0) W8"},
       // The flat kernel where each warp gets exactly 2, 4, 7 or 8 k tiles (else the label shows the ring ran), and
       // the ring where auto would take the flat kernel.
@@ -447,7 +450,7 @@ void check_moe(Rng& rng, int E, int D, int F, int top_k, bool shared, const std:
         const int n_active = to_host(t_na, 1)[0];
         if (variant == 0) {
           if (with_router)
-            report(tag + " router logits (cuBLAS) vs CPU",
+            report(tag + (T <= kMoeRouterGemvMaxT ? " router logits (GEMV)" : " router logits (cuBLAS)") + " vs CPU",
                    compare(g_logits.size(), [&](size_t i) { return double(g_logits[i]); }, logits_cpu.data()),
                    kTolLogits);
           // CPU routing on the GPU's own logits: same input, so the choice must agree exactly.

@@ -70,6 +70,10 @@ struct MoeTrace {
   int* active = nullptr;    // [E+1] their ids
 };
 
+// Tokens up to which the forward computes the router logits with its own GEMV instead of cuBLAS (H200, Kimi-K2
+// router 384 x 7168: 7.1 vs 8.6 us at one token, but 18.2 vs 8.9 at eight; bench/cuda/results).
+constexpr int kMoeRouterGemvMaxT = 2;
+
 // Tuning overrides for the grouped expert GEMMs (0 = chosen).
 struct MoeOptions {
   int gu_rows = 0, gu_warps = 0;  // gate/up: row blocks per warp (2, 4), warps per CTA (4, 8, 16)
@@ -77,6 +81,13 @@ struct MoeOptions {
   // The pipelined skinny kernel (1; -1 = the default) or the register-staged one (0); its ring stages (2..8; 0 = as
   // many as fit two CTAs per SM).
   int pipe = -1, stages = 0;
+  // Chain the layer's launches with programmatic dependent launch (1, the default) or launch them plainly (0).
+  int pdl = 1;
+  // Router logits of up to kMoeRouterGemvMaxT tokens: our GEMV (1, the default) or cuBLAS (0, as for more tokens).
+  int front = 1;
+  // Profiling: six cudaEvent_t (as void*) recorded on the stream after the router GEMM, the routing, the plan, the
+  // gate/up GEMM, the down GEMM and the combine (w4a16_moe_experts records the last four); nullptr: none.
+  void* const* stage_events = nullptr;
 };
 
 // y[T, D] f32 (=, or += when accumulate) = sum_j w[t, j] * expert_{id[t, j]}(x[t]) (+ shared(x[t])).

@@ -781,14 +781,22 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
   auto fits = [&](int r, int num, int den) { return n_blocks % r == 0 && (n_blocks / r) * den >= sms * num; };
   c.rows = 1;
   c.split = 1;
+  bool r8_pairs = false;
   if (c.pipe) {
     // Pipelined kernel, rules read off the H200 sweep (bench results; the same for M = 1..16):
     //   R4 while that leaves >= 0.8 CTAs per SM and K has >= 64 k tiles (8192x28672, 28672x8192), else R2 while
-    //   >= 0.8 (7168x2048: short K wants more CTAs), else R1 (2048x7168); no cluster split (it lost everywhere);
+    //   >= 0.8 (7168x2048: short K wants more CTAs), else R1 (2048x7168); no cluster split (it lost everywhere but
+    //   R8 at M > 8, below);
     //   R8 at M > 8 when it still leaves >= 0.8 CTAs per SM and K is long (x is re-read from L2 once per R row
     //   blocks: at R4 and 16 tokens the x bytes per stage almost equal the weight bytes).
     c.rows = fits(4, 4, 5) && k_tiles >= 64 ? 4 : fits(2, 4, 5) ? 2 : 1;
     if (M > 8 && fits(8, 4, 5) && k_tiles >= 64) c.rows = 8;
+    // ... or R8 with K split over a cluster pair where R4 leaves at most one CTA per SM and the pairs fill >= 90% of
+    // them: the f32-scale form runs 77 SASS instructions per k tile and row block against R4's 104 (bf16 dequant).
+    // 8192x28672 (64 R8 row groups x 2): M = 12 / 16 44.1 / 44.7 us vs R4 W16 45.4 / 45.7 (H200 sweep).
+    r8_pairs = M > 8 && c.rows == 4 && k_tiles >= 64 && n_blocks % 8 == 0 && n_blocks / 4 <= sms &&
+               2 * (n_blocks / 8) <= sms && 10 * 2 * (n_blocks / 8) >= 9 * sms;
+    if (r8_pairs) c.rows = 8;  // the pair: below, unless the caller fixed the rows
     // ... or R7 where its grid fills the two 4-warp CTA slots per SM better: 28672x8192 gives 256 R7 CTAs for 264
     // slots (97%) against 224 R8 CTAs (85%); M=16 44.8 vs 51.1 us on the H200.
     if (c.rows == 8 && n_blocks % 7 == 0) {
@@ -825,6 +833,7 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
       (opt.skinny_rows == 7 && c.pipe && n_blocks % 7 == 0) ||
       (opt.skinny_rows == 14 && c.pipe && M <= 8 && n_blocks % 14 == 0))
     c.rows = opt.skinny_rows;
+  if (r8_pairs && c.rows == 8) c.split = 2;
   c.unroll = skinny_unroll(M <= 8 ? 1 : 2, std::min(c.rows, 4));
   const int ctas = n_blocks / c.rows;
   c.warps = 2 * ctas >= 3 * sms ? 8 : 16;
@@ -842,7 +851,8 @@ SkinnyConfig w4a16_skinny_config(int M, int N, int K, const W4A16Options& opt) {
     // Stages: as many as fit the CTA's share of shared memory (two CTAs per SM at W <= 8, one at W = 16 or when
     // the grid has at most one CTA per SM).
     const int mt = M <= 8 ? 1 : 2;
-    const size_t budget = c.warps >= 16 || ctas <= sms ? kSkinnyPipeSmemMax : kSkinnyPipeSmemMax / 2;
+    // (The grid has ctas x split CTAs: a K split over a cluster multiplies them.)
+    const size_t budget = c.warps >= 16 || ctas * c.split <= sms ? kSkinnyPipeSmemMax : kSkinnyPipeSmemMax / 2;
     c.stages = skinny_pipe_stages(mt, c.rows, c.warps, budget, opt.skinny_stages);
     while (c.warps > 4 && skinny_pipe_smem_bytes(mt, c.rows, c.warps, c.stages) > kSkinnyPipeSmemMax) c.warps /= 2;
     c.split = std::max(1, std::min(c.split, k_tiles / c.warps));

@@ -55,19 +55,30 @@ __device__ double block_sum(double v, double* sh) {
   return r;
 }
 
-// One CTA per token: scores, choice = score + bias, group limiting, top-k, weights (HF semantics, as
-// moe_route_f32 on the CPU). logits [T, E] -> ids/weights [T, k].
-__global__ void __launch_bounds__(kRouteThreads) moe_route_kernel(const float* __restrict__ logits, MoeRouting p,
-                                                                  int* __restrict__ ids, float* __restrict__ weights) {
-  __shared__ float score[kMaxExperts], choice[kMaxExperts];
-  __shared__ float shf[32];
-  __shared__ double shd[32];
-  __shared__ float gscore[64];
-  __shared__ int keep[64];
-  __shared__ float best_v[32];
-  __shared__ int best_i[32];
-  __shared__ int sel[kMaxTopK];
-  const int E = p.n_experts, m = blockIdx.x, tid = threadIdx.x;
+struct RouteSmem {
+  float score[kMaxExperts], choice[kMaxExperts];
+  float shf[32];
+  double shd[32];
+  float gscore[64];
+  int keep[64];
+  float best_v[32];
+  int best_i[32];
+  int sel[kMaxTopK];
+};
+
+// Token m, by the whole CTA: scores, choice = score + bias, group limiting, top-k, weights (HF semantics, as
+// moe_route_f32 on the CPU). logits [T, E] -> ids/weights [T, k]. Ends with the CTA synchronised.
+__device__ void route_token(const float* logits, const MoeRouting& p, int m, int* ids, float* weights, RouteSmem& sm) {
+  float* score = sm.score;
+  float* choice = sm.choice;
+  float* shf = sm.shf;
+  double* shd = sm.shd;
+  float* gscore = sm.gscore;
+  int* keep = sm.keep;
+  float* best_v = sm.best_v;
+  int* best_i = sm.best_i;
+  int* sel = sm.sel;
+  const int E = p.n_experts, tid = threadIdx.x;
   const float* l = logits + size_t(m) * E;
   if (p.sigmoid) {
     for (int e = tid; e < E; e += blockDim.x) score[e] = 1.0f / (1.0f + expf(-l[e]));
@@ -160,16 +171,42 @@ __global__ void __launch_bounds__(kRouteThreads) moe_route_kernel(const float* _
       weights[size_t(m) * p.top_k + r] = w;
     }
   }
+  __syncthreads();
 }
 
-// One CTA: counts per expert, exclusive offsets, the active list (ascending; shared expert E last), the
+// One CTA per token. PDL: waits for the logits' kernel.
+__global__ void __launch_bounds__(kRouteThreads) moe_route_kernel(const float* __restrict__ logits, MoeRouting p,
+                                                                  int* __restrict__ ids, float* __restrict__ weights) {
+  __shared__ RouteSmem sm;
+  pdl_wait();
+  pdl_launch_dependents();
+  route_token(logits, p, blockIdx.x, ids, weights, sm);
+}
+
+// Outputs of the permutation plan (workspace, device).
+struct PlanOut {
+  int* rank;       // [T*k] rank of (token, j) among its expert's rows
+  int* n_active;   // [1]
+  int* active;     // [E+1]
+  int* offset;     // [E+1]
+  int* count;      // [E+1]
+  int* slot_of;    // [T*k] permuted row of (token, j)
+  int* row_token;  // [rows] token of each permuted row
+};
+
+struct PlanSmem {
+  int cnt[kMaxExperts + 1], off[kMaxExperts + 1];
+};
+
+// By the whole CTA: counts per expert, exclusive offsets, the active list (ascending; shared expert E last), the
 // permuted row of every (token, j) and the token of every permuted row.
-__global__ void __launch_bounds__(1024) moe_plan_kernel(const int* __restrict__ ids, int T, int k, int E, int shared,
-                                                        int* __restrict__ rank, int* __restrict__ n_active,
-                                                        int* __restrict__ active, int* __restrict__ offset,
-                                                        int* __restrict__ count, int* __restrict__ slot_of,
-                                                        int* __restrict__ row_token) {
-  __shared__ int cnt[kMaxExperts + 1], off[kMaxExperts + 1];
+__device__ void build_plan(const int* ids, int T, int k, int E, int shared, const PlanOut& out, PlanSmem& sm) {
+  int* cnt = sm.cnt;
+  int* off = sm.off;
+  int* rank = out.rank;
+  int* active = out.active;
+  int* offset = out.offset;
+  int* count = out.count;
   const int tid = threadIdx.x, n = E + 1, na = T * k;
   for (int e = tid; e < n; e += blockDim.x) cnt[e] = 0;
   __syncthreads();
@@ -200,22 +237,98 @@ __global__ void __launch_bounds__(1024) moe_plan_kernel(const int* __restrict__ 
       if (cnt[e] > 0) active[act++] = e;
       run += cnt[e];
     }
-    if (lane == 31) *n_active = ic;
+    if (lane == 31) *out.n_active = ic;
   }
   __syncthreads();
   for (int a = tid; a < na; a += blockDim.x) {
     const int slot = off[ids[a]] + rank[a];
-    slot_of[a] = slot;
-    row_token[slot] = a / k;
+    out.slot_of[a] = slot;
+    out.row_token[slot] = a / k;
   }
   if (shared)
-    for (int m = tid; m < T; m += blockDim.x) row_token[off[E] + m] = m;
+    for (int m = tid; m < T; m += blockDim.x) out.row_token[off[E] + m] = m;
+}
+
+// One CTA: the plan of given ids. PDL: waits for the routing's kernel.
+__global__ void __launch_bounds__(1024) moe_plan_kernel(const int* __restrict__ ids, int T, int k, int E, int shared,
+                                                        PlanOut o) {
+  __shared__ PlanSmem sm;
+  pdl_wait();
+  pdl_launch_dependents();
+  build_plan(ids, T, k, E, shared, o, sm);
+}
+
+// Router logits of T <= kFrontMaxT tokens (used up to kMoeRouterGemvMaxT): logits[t][e] = x[t] . router[e] (bf16
+// products, f32 sums). A CTA takes kGemvRows expert rows; each thread issues all of its 16-byte router loads for them
+// before any math (the router streams once: many bytes in flight), and reuses each x chunk across the rows. At one
+// token it beats cuBLAS, which spends ~8 us on these 5.5 MB (Kimi-K2, H200); its x loads grow with T.
+constexpr int kFrontMaxT = 8, kGemvRows = 4, kGemvThreads = 256, kGemvIters = 4;
+__global__ void __launch_bounds__(kGemvThreads, 1) moe_router_gemv_kernel(const uint16_t* __restrict__ x, int T, int D,
+                                                                       const uint16_t* __restrict__ router, int E,
+                                                                       float* __restrict__ logits) {
+  __shared__ float red[kGemvThreads / 32][kGemvRows * kFrontMaxT];
+  pdl_wait();  // x: the previous kernel's output
+  pdl_launch_dependents();
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, e0 = blockIdx.x * kGemvRows;
+  const int chunks = D / 8;  // 16-byte chunks of a row
+  float acc[kGemvRows][kFrontMaxT];
+#pragma unroll
+  for (int r = 0; r < kGemvRows; r++)
+#pragma unroll
+    for (int t = 0; t < kFrontMaxT; t++) acc[r][t] = 0.f;
+  for (int base = 0; base < chunks; base += kGemvThreads * kGemvIters) {
+    uint4 rv[kGemvIters][kGemvRows];
+#pragma unroll
+    for (int i = 0; i < kGemvIters; i++)
+#pragma unroll
+      for (int r = 0; r < kGemvRows; r++) {
+        const int c = base + i * kGemvThreads + tid;
+        const uint4* row = reinterpret_cast<const uint4*>(router + size_t(e0 + r) * D);
+        rv[i][r] = c < chunks && e0 + r < E ? ldg_stream(row + c) : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+    for (int i = 0; i < kGemvIters; i++) {
+      const int c = base + i * kGemvThreads + tid;
+      if (c >= chunks) break;
+#pragma unroll
+      for (int t = 0; t < kFrontMaxT; t++) {
+        if (t >= T) break;
+        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + size_t(t) * D) + c);
+        const uint32_t xw[4] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+        for (int r = 0; r < kGemvRows; r++) {
+          const uint32_t rw[4] = {rv[i][r].x, rv[i][r].y, rv[i][r].z, rv[i][r].w};
+#pragma unroll
+          for (int q = 0; q < 4; q++) {
+            acc[r][t] = fmaf(__uint_as_float(rw[q] << 16), __uint_as_float(xw[q] << 16), acc[r][t]);
+            acc[r][t] = fmaf(__uint_as_float(rw[q] & 0xFFFF0000u), __uint_as_float(xw[q] & 0xFFFF0000u), acc[r][t]);
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kGemvRows; r++)
+#pragma unroll
+    for (int t = 0; t < kFrontMaxT; t++) {
+      float v = acc[r][t];
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == 0) red[warp][r * kFrontMaxT + t] = v;
+    }
+  __syncthreads();
+  if (tid < kGemvRows * kFrontMaxT) {
+    const int r = tid / kFrontMaxT, t = tid % kFrontMaxT;
+    float v = 0.f;
+    for (int w = 0; w < kGemvThreads / 32; w++) v += red[w][tid];
+    if (t < T && e0 + r < E) logits[size_t(t) * E + e0 + r] = v;
+  }
 }
 
 // y[m][d] (+)= sum_j w[m, j] * o[slot_of[m, j]][d] (+ o[shared row of m][d]); 4 consecutive d per thread.
 __global__ void moe_combine_kernel(const float* __restrict__ o, int D, int k, const int* __restrict__ slot_of,
                                    const float* __restrict__ w, const int* __restrict__ shared_offset,
                                    float* __restrict__ y, int accumulate) {
+  pdl_wait();  // o: the down GEMM's output
   const int m = blockIdx.y, d = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
   if (d >= D) return;
   float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -263,6 +376,30 @@ cublasHandle_t blas_handle() {
   return handles[dev];
 }
 
+// Launches `kernel` on s, as a programmatic dependent of the stream's previous kernel when pdl (the MoE kernels
+// wait (griddepcontrol.wait) before touching what earlier launches wrote; without the attribute the wait is a no-op).
+template <class... KArgs, class... Args>
+void launch_k(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, bool pdl, Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  if (pdl) {
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  STRATA_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
+}
+
+// Records stage event i of opt.stage_events, if any (the per-stage breakdown of the benchmark).
+void mark_stage(const MoeOptions& opt, int i, cudaStream_t s) {
+  if (opt.stage_events) STRATA_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(opt.stage_events[i]), s));
+}
+
 template <int MT, int R, int OUT, int U = skinny_unroll(MT, R)>
 void launch_grouped(const SkinnyArgs& a, int n_blocks, int slots, int warps, cudaStream_t s) {
   static std::atomic<uint64_t> done{0};
@@ -288,8 +425,9 @@ void launch_grouped_pipe_s(const SkinnyArgs& a, int n_blocks, int slots, int war
     STRATA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSkinnyPipeSmemMax)));
     done.fetch_or(bit);
   }
-  kernel<<<dim3(unsigned(n_blocks / R), unsigned(slots)), warps * 32, skinny_pipe_smem_bytes(MT, R, warps, S), s>>>(a);
-  STRATA_CUDA_CHECK_LAUNCH();
+  static_assert(OUT != kOutBf16, "grouped PDL is built into the f32 and SiLU*up instantiations only");
+  launch_k(kernel, dim3(unsigned(n_blocks / R), unsigned(slots)), dim3(unsigned(warps * 32)),
+           skinny_pipe_smem_bytes(MT, R, warps, S), s, a.pdl, a);
 }
 
 // Stages: `stages` when given, else as many as fit two CTAs per SM.
@@ -377,6 +515,13 @@ MoeWs carve(void* base, const W4A16MoeLayer& L, int k, int T) {
   w.bytes = off;
   return w;
 }
+
+PlanOut plan_out(const MoeWs& w) {
+  return PlanOut{w.rank, w.n_active, w.active, w.offset, w.count, w.slot_of, w.row_token};
+}
+
+void run_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const float* weights, int k, float* y,
+                 bool accumulate, const MoeWs& w, cudaStream_t s, const MoeOptions& opt);
 
 }  // namespace
 
@@ -483,11 +628,24 @@ void w4a16_moe_forward(const W4A16MoeLayer& L, const MoeRouting& r, const uint16
                                     " experts, the layer " + std::to_string(E));
   check_routing(r, "w4a16_moe_forward");
   if (T <= 0) return;
+  if (reinterpret_cast<uintptr_t>(x) % 16 != 0) throw Error("w4a16_moe_forward: x must be 16-byte aligned");
   const MoeWs w = carve(workspace, L, k, T);
   if (!workspace || workspace_bytes < w.bytes) throw Error("w4a16_moe_forward: workspace too small");
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
 
-  // 1. Router logits (cuBLAS bf16 GEMM, f32 out) unless given.
+  // The layer's launches are chained with programmatic dependent launch (each may start while the previous one
+  // ends, and waits for it before touching its outputs), except the cuBLAS router GEMM.
+  const bool pdl = opt.pdl != 0;
+  const bool front = T <= kMoeRouterGemvMaxT && opt.front != 0;
+  static_assert(kMoeRouterGemvMaxT <= kFrontMaxT, "the GEMV holds kFrontMaxT tokens' sums");
+  // 1. Router logits unless given: for a few tokens our GEMV, else cuBLAS (bf16 GEMM, f32 out).
+  if (!logits && front) {
+    if (!L.router) throw Error("w4a16_moe_forward: no logits and no router weight");
+    if (D % 8 != 0) throw Error("w4a16_moe_forward: d_model must be a multiple of 8");
+    launch_k(moe_router_gemv_kernel, dim3(unsigned((E + kGemvRows - 1) / kGemvRows)), dim3(kGemvThreads), 0, s, pdl,
+             x, T, D, L.router, E, w.logits);
+    logits = w.logits;
+  }
   if (!logits) {
     if (!L.router) throw Error("w4a16_moe_forward: no logits and no router weight");
     cublasHandle_t h = blas_handle();
@@ -499,9 +657,10 @@ void w4a16_moe_forward(const W4A16MoeLayer& L, const MoeRouting& r, const uint16
     if (st != CUBLAS_STATUS_SUCCESS) throw Error("w4a16_moe: router cublasGemmEx failed: " + std::to_string(int(st)));
     logits = w.logits;
   }
+  mark_stage(opt, 0, s);
   // 2. Routing; 3.-5. the experts.
-  moe_route_kernel<<<T, kRouteThreads, 0, s>>>(logits, r, w.ids, w.weights);
-  STRATA_CUDA_CHECK_LAUNCH();
+  launch_k(moe_route_kernel, dim3(unsigned(T)), dim3(kRouteThreads), 0, s, pdl, logits, r, w.ids, w.weights);
+  mark_stage(opt, 1, s);
   w4a16_moe_experts(L, x, T, w.ids, w.weights, k, y, accumulate, workspace, workspace_bytes, stream, opt);
   if (trace) {
     if (trace->logits)
@@ -518,16 +677,25 @@ void w4a16_moe_forward(const W4A16MoeLayer& L, const MoeRouting& r, const uint16
 void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const int* ids, const float* weights, int k,
                        float* y, bool accumulate, void* workspace, size_t workspace_bytes, void* stream,
                        const MoeOptions& opt) {
-  const int E = L.n_experts, D = L.d_model, F = L.d_ffn;
+  const int E = L.n_experts;
   if (k <= 0 || k > kMaxTopK || k > E) throw Error("w4a16_moe_experts: top_k must be in 1..min(32, E)");
   if (T <= 0) return;
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0) throw Error("w4a16_moe_experts: x must be 16-byte aligned");
   const MoeWs w = carve(workspace, L, k, T);
   if (!workspace || workspace_bytes < w.bytes) throw Error("w4a16_moe_experts: workspace too small");
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  moe_plan_kernel<<<1, 1024, 0, s>>>(ids, T, k, E, L.has_shared ? 1 : 0, w.rank, w.n_active, w.active, w.offset,
-                                     w.count, w.slot_of, w.row_token);
-  STRATA_CUDA_CHECK_LAUNCH();
+  launch_k(moe_plan_kernel, dim3(1), dim3(1024), 0, s, opt.pdl != 0, ids, T, k, E, L.has_shared ? 1 : 0, plan_out(w));
+  mark_stage(opt, 2, s);
+  run_experts(L, x, T, weights, k, y, accumulate, w, s, opt);
+}
+
+namespace {
+
+// 4.-5. on a built plan: grouped gate/up and down over the active experts, weighted combine (+ shared expert).
+void run_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const float* weights, int k, float* y,
+                 bool accumulate, const MoeWs& w, cudaStream_t s, const MoeOptions& opt) {
+  const int E = L.n_experts, D = L.d_model, F = L.d_ffn;
+  const bool pdl = opt.pdl != 0;
 
   // 4. Grouped gate/up (+ SiLU * up) and down over the active experts: grid.y = the most experts that can be active.
   const int slots = std::min(E, T * k) + (L.has_shared ? 1 : 0);
@@ -542,6 +710,11 @@ void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const i
   a.x_rows = w.row_token;
   a.y = w.h;
   a.ldy = F;
+  // PDL on the pipelined kernel only: gate/up waits for the plan (the previous launch's output) before reading it;
+  // down may read the plan at once (gate/up lets it in only after its own wait) and streams its first weights
+  // before waiting for h. The register-staged kernel does not take part (plain launches).
+  a.pdl = pdl && opt.pipe != 0;
+  a.plan_ready = false;
   const int gu_blocks = 2 * F / kW4TileN;
   // Defaults from the H200 sweep on the Kimi-K2 layer (bench/cuda/results), pipelined kernel: gate/up 4 row blocks x
   // 8 warps, down 4 x 8 (us at 1 / 8 / 64 / 256 tokens: 97.9 / 445.9 / 2701 / 3939; the register-staged kernel at
@@ -552,6 +725,7 @@ void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const i
     launch_gate_up<1>(a, gu_blocks, slots, gu_rows, gu_warps, opt, s);
   else
     launch_gate_up<2>(a, gu_blocks, slots, gu_rows, gu_warps, opt, s);
+  mark_stage(opt, 3, s);
 
   SkinnyArgs b = a;
   b.x = w.h;
@@ -562,6 +736,7 @@ void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const i
   b.x_rows = nullptr;
   b.y = w.o;
   b.ldy = D;
+  b.plan_ready = true;
   const int dn_blocks = D / kW4TileN;
   int dn_rows = opt.dn_rows == 1 || opt.dn_rows == 2 || opt.dn_rows == 4 ? opt.dn_rows : 4;
   if (dn_blocks % dn_rows != 0) dn_rows = 1;
@@ -570,12 +745,16 @@ void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const i
     launch_down<1>(b, dn_blocks, slots, dn_rows, dn_warps, opt, s);
   else
     launch_down<2>(b, dn_blocks, slots, dn_rows, dn_warps, opt, s);
+  mark_stage(opt, 4, s);
 
   // 5. Weighted combine (+ shared expert).
   const dim3 grid(unsigned((D / 4 + 255) / 256), unsigned(T));
-  moe_combine_kernel<<<grid, 256, 0, s>>>(w.o, D, k, w.slot_of, weights, L.has_shared ? w.offset + E : nullptr, y,
-                                          accumulate ? 1 : 0);
-  STRATA_CUDA_CHECK_LAUNCH();
+  launch_k(moe_combine_kernel, grid, dim3(256), 0, s, pdl, static_cast<const float*>(w.o), D, k,
+           static_cast<const int*>(w.slot_of), weights, static_cast<const int*>(L.has_shared ? w.offset + E : nullptr),
+           y, accumulate ? 1 : 0);
+  mark_stage(opt, 5, s);
 }
+
+}  // namespace
 
 }  // namespace strata::cuda

@@ -13,9 +13,12 @@
 // then ldmatrix) instead of 4-byte global loads: a 4-byte load of 8 token rows touches 8 cache lines, so at 16
 // tokens the x loads were ~85% of the L1 wavefronts per k tile (the M=16 kernel was L1-bound); the ring cuts
 // them ~4x. Per-warp (no CTA barrier): only __syncwarp and cp.async.wait_group order it.
-// PDL (dense only, a.pdl): the kernel lets the next launch in the stream start early (griddepcontrol), and
+// PDL (a.pdl): the kernel lets the next launch in the stream start early (griddepcontrol), and
 // prefetches its first k tiles' weights into L2 before waiting for the previous kernel (x and y are touched only
 // after the wait; the weights are constant), so a chain of decode GEMMs overlaps one's tail with the next's ramp.
+// Grouped (the pipelined kernel only): a launch whose plan is the previous kernel's output (gate/up) waits before
+// reading it and lets the next launch in only after that wait, so that the next one (down, a.plan_ready) may read
+// the plan, and stream its experts' first weights, before its own wait.
 #pragma once
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
@@ -54,7 +57,8 @@ struct SkinnyArgs {
   const int* x_rows = nullptr;  // grouped: [rows] x row of each permuted row (nullptr: the permuted row itself)
   void* y = nullptr;            // output rows (dense: token m; grouped: permuted row), row stride ldy
   int ldy = 0;
-  bool pdl = false;             // dense only: launched as a programmatic dependent (see the header)
+  bool pdl = false;             // launched as a programmatic dependent (see the header)
+  bool plan_ready = false;      // grouped + pdl: the plan was complete when this launch started (read before the wait)
 #ifdef STRATA_CUDA_TRACE
   // Profiling (pipelined kernel): when set, thread 0 of each CTA writes kSkinnyTraceStamps %globaltimer stamps at
   // trace[kSkinnyTraceStamps * cta]: entry, past the PDL wait, first stage landed, k loop done, done. Only in builds
@@ -150,15 +154,18 @@ __device__ __forceinline__ void skinny_store(const SkinnyArgs& a, const float* r
 
 // Expert of grouped slot blockIdx.y from the MoE plan: its weights, tokens and first permuted row; false when the
 // slot is past the active experts.
+// kL2: loads through L2 only (ld.cg), for a plan read before the PDL wait (a.plan_ready): never a stale L1 line.
+template <bool kL2 = false>
 __device__ __forceinline__ bool skinny_expert(const SkinnyArgs& a, const uint4** wq, const uint2** ws, int* n_tok,
                                               int* row0) {
+  auto ld = [](const int* p) { return kL2 ? __ldcg(p) : *p; };
   const int slot = blockIdx.y;
-  if (slot >= *a.plan.n_active) return false;
-  const int e = a.plan.active[slot];
+  if (slot >= ld(a.plan.n_active)) return false;
+  const int e = ld(a.plan.active + slot);
   *wq = a.e_wq[e];
   *ws = a.e_ws[e];
-  *n_tok = a.plan.count[e];
-  *row0 = a.plan.offset[e];
+  *n_tok = ld(a.plan.count + e);
+  *row0 = ld(a.plan.offset + e);
   return true;
 }
 
@@ -448,8 +455,13 @@ __global__ void __launch_bounds__(R >= 7 ? 256 : 512, MT == 1 && R == 1 ? 2 : 1)
   const uint2* ws = a.ws;
   int n_tok = a.M, row0 = 0;
   trace_stamp(a, 0);
+  // Grouped launches have f32 or SiLU*up outputs; the bf16 (dense) instantiations compile to the SASS measured
+  // before grouped PDL existed (any edit moves ptxas's allocation of these kernels).
+  constexpr bool kGroupedOut = OUT != kOutBf16;
+  if constexpr (kGroupedOut)
+    if (a.plan.active && a.pdl && !a.plan_ready) pdl_wait();  // the plan is the previous kernel's output (header)
   if (a.pdl) pdl_launch_dependents();
-  if (a.plan.active && !skinny_expert(a, &wq, &ws, &n_tok, &row0)) return;
+  if (a.plan.active && !skinny_expert<kGroupedOut>(a, &wq, &ws, &n_tok, &row0)) return;
 
   // Per-lane copy sources at k tile 0: weight chunk `lane` of each row block, scale chunk lane%4 of row blocks
   // lane/4 + 8p (< R), x chunk lane%8 of token rows lane/8 + 4j (j < 2MT; nullptr: past the chunk, zero-filled).
