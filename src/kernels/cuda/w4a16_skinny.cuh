@@ -154,30 +154,18 @@ __device__ __forceinline__ void skinny_store(const SkinnyArgs& a, const float* r
 
 // Expert of grouped slot blockIdx.y from the MoE plan: its weights, tokens and first permuted row; false when the
 // slot is past the active experts.
-// kFast (the pipelined kernel's grouped instantiations): loads through L2 only (ld.cg), as the plan may be read
-// before the PDL wait (a.plan_ready) and must never come from a stale L1 line; and two dependent round trips to L2
-// instead of three before the first weight copy: active[slot] is loaded beside n_active (the list has E + 1 entries
-// and slot <= E, so the load is in bounds; past n_active its value is unused).
-template <bool kFast = false>
+// kL2: loads through L2 only (ld.cg), for a plan read before the PDL wait (a.plan_ready): never a stale L1 line.
+template <bool kL2 = false>
 __device__ __forceinline__ bool skinny_expert(const SkinnyArgs& a, const uint4** wq, const uint2** ws, int* n_tok,
                                               int* row0) {
+  auto ld = [](const int* p) { return kL2 ? __ldcg(p) : *p; };
   const int slot = blockIdx.y;
-  if constexpr (kFast) {
-    const int n_active = __ldcg(a.plan.n_active);
-    const int e = __ldcg(a.plan.active + slot);
-    if (slot >= n_active) return false;
-    *wq = a.e_wq[e];
-    *ws = a.e_ws[e];
-    *n_tok = __ldcg(a.plan.count + e);
-    *row0 = __ldcg(a.plan.offset + e);
-  } else {
-    if (slot >= *a.plan.n_active) return false;
-    const int e = a.plan.active[slot];
-    *wq = a.e_wq[e];
-    *ws = a.e_ws[e];
-    *n_tok = a.plan.count[e];
-    *row0 = a.plan.offset[e];
-  }
+  if (slot >= ld(a.plan.n_active)) return false;
+  const int e = ld(a.plan.active + slot);
+  *wq = a.e_wq[e];
+  *ws = a.e_ws[e];
+  *n_tok = ld(a.plan.count + e);
+  *row0 = ld(a.plan.offset + e);
   return true;
 }
 
