@@ -1,8 +1,9 @@
-// Public CUDA fused MoE W4A16 layer (Hopper): router logits (bf16 cuBLAS GEMM, f32 out) or given logits ->
+// Public CUDA fused MoE W4A16 layer (Hopper): router logits (bf16, f32 out: a GEMV of ours up to
+// kMoeRouterGemvMaxT tokens, else cuBLAS) or given logits ->
 // top-k routing (the CPU backend's four router kinds: softmax, softmax + renorm, sigmoid + choice bias +
 // renorm + scaling, group-limited) -> token-to-expert permutation -> grouped gate/up GEMM with SiLU*up fused
 // -> grouped down GEMM over the active experts only -> weighted combine (+ shared expert), all on one stream
-// with no host synchronisation inside the layer.
+// with no host synchronisation inside the layer, the launches chained with programmatic dependent launch.
 // Not a model: norms, residuals and the dense first layers live elsewhere. No CUDA types here (streams are void*).
 // The shared expert is INT4 here (it runs as expert E of the grouped pass); Kimi-K2 ships it bf16.
 #pragma once

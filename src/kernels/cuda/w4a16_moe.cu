@@ -1,6 +1,7 @@
 // Fused MoE W4A16 layer on the device (cuda_moe.h): routing kernel (one CTA per token), permutation plan (one
 // CTA), grouped skinny GEMMs over the active experts (w4a16_skinny.cuh), weighted combine. Every launch sizes
 // its grid from T alone, so the layer needs no host synchronisation: CTAs of unused expert slots exit at once.
+// The launches form a PDL chain: each waits (griddepcontrol.wait) before it touches what an earlier one wrote.
 // Not a large-batch path yet: each expert's tokens run through the pipelined skinny kernel 16 at a time.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
