@@ -626,6 +626,30 @@ void bench_moe(Env& env) {
                   std::snprintf(b, sizeof b, " regs default %.0f |", t);
                 row += b;
               }
+      // R8 (fewer, longer CTAs: down's K = 2048 gives 4 k tiles per warp at R4 W8) and the default at other depths.
+      for (auto [gr, gw, dr, dw] : {std::array<int, 4>{4, 8, 8, 4}, {4, 8, 8, 8}, {8, 4, 4, 8}, {8, 8, 4, 8}, {8, 4, 8, 4}}) {
+        MoeOptions o;
+        o.gu_rows = gr;
+        o.gu_warps = gw;
+        o.dn_rows = dr;
+        o.dn_warps = dw;
+        const double t = time_us(
+            [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
+            copies, std::max(5, env.reps / 5), s);
+        char b[64];
+        std::snprintf(b, sizeof b, " g%dx%d d%dx%d %.0f |", gr, gw, dr, dw, t);
+        row += b;
+      }
+      for (int st : {2, 3, 6, 8}) {
+        MoeOptions o;
+        o.stages = st;
+        const double t = time_us(
+            [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
+            copies, std::max(5, env.reps / 5), s);
+        char b[64];
+        std::snprintf(b, sizeof b, " default S%d %.0f |", st, t);
+        row += b;
+      }
       sweep.push_back(row);
       std::printf("%s\n", row.c_str());
     }

@@ -432,11 +432,12 @@ void check_moe(Rng& rng, int E, int D, int F, int top_k, bool shared, const std:
       tr.n_active = t_na;
 
       // y = ..., poisoned; then y += ... on random y0; with the pipelined expert kernel (the default), then the
-      // register-staged one.
-      for (int variant = 0; variant < 4; variant++) {
+      // register-staged one; then y = ... with the pipelined kernel at 8 row blocks per warp (4 warps).
+      for (int variant = 0; variant < 5; variant++) {
         const int acc = variant & 1;
         MoeOptions mo;
-        mo.pipe = variant < 2 ? 1 : 0;
+        mo.pipe = variant < 2 || variant == 4 ? 1 : 0;
+        if (variant == 4) mo.gu_rows = mo.dn_rows = 8, mo.gu_warps = mo.dn_warps = 4;
         std::vector<float> y0(size_t(T) * D, NAN);
         if (acc)
           for (auto& v : y0) v = rng.sym(0.1f, 1.f);
@@ -511,7 +512,7 @@ void check_moe(Rng& rng, int E, int D, int F, int top_k, bool shared, const std:
           cpu->ffn(xf.data(), T, shared_w, sh.data());
           for (size_t i = 0; i < sh.size(); i++) ref[i] += sh[i];
         }
-        report(tag + (mo.pipe ? " pipelined experts" : " register-staged experts") +
+        report(tag + (variant == 4 ? " pipelined R8 experts" : mo.pipe ? " pipelined experts" : " register-staged experts") +
                    (acc ? " layer output y += (random y0)" : " layer output y = (poisoned y)"),
                compare(got.size(), [&](size_t i) { return double(got[i]); }, ref.data()), kTolMoe);
       }

@@ -77,8 +77,9 @@ constexpr int kMoeRouterGemvMaxT = 2;
 
 // Tuning overrides for the grouped expert GEMMs (0 = chosen).
 struct MoeOptions {
-  int gu_rows = 0, gu_warps = 0;  // gate/up: row blocks per warp (2, 4), warps per CTA (4, 8, 16)
-  int dn_rows = 0, dn_warps = 0;  // down: row blocks per warp (1, 2, 4), warps per CTA
+  // gate/up: row blocks per warp (2, 4; 8 with the pipelined kernel, at most 8 warps), warps per CTA (4, 8, 16)
+  int gu_rows = 0, gu_warps = 0;
+  int dn_rows = 0, dn_warps = 0;  // down: row blocks per warp (1, 2, 4; 8 as for gate/up), warps per CTA
   // The pipelined skinny kernel (1; -1 = the default) or the register-staged one (0); its ring stages (2..8; 0 = as
   // many as fit two CTAs per SM).
   int pipe = -1, stages = 0;

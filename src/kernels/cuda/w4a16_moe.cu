@@ -452,10 +452,22 @@ void launch_grouped_any(const SkinnyArgs& a, int n_blocks, int slots, int warps,
     launch_grouped<MT, R, OUT>(a, n_blocks, slots, warps, s);
 }
 
+// R8 (pipelined kernel only, <= 8 warps: its f32-scale form takes more than 128 registers at MT 2): 2 or 4 stages.
+template <int MT, int OUT>
+void launch_grouped_r8(const SkinnyArgs& a, int n_blocks, int slots, int warps, const MoeOptions& opt, cudaStream_t s) {
+  warps = std::min(warps, 8);
+  if (skinny_pipe_stages(MT, 8, warps, kSkinnyPipeSmemMax / 2, opt.stages) >= 4)
+    launch_grouped_pipe_s<MT, 8, OUT, 4>(a, n_blocks, slots, warps, s);
+  else
+    launch_grouped_pipe_s<MT, 8, OUT, 2>(a, n_blocks, slots, warps, s);
+}
+
 template <int MT>
 void launch_gate_up(const SkinnyArgs& a, int n_blocks, int slots, int rows, int warps, const MoeOptions& opt,
                     cudaStream_t s) {
-  if (rows == 4)
+  if (rows == 8)
+    launch_grouped_r8<MT, kOutSiluMul>(a, n_blocks, slots, warps, opt, s);
+  else if (rows == 4)
     launch_grouped_any<MT, 4, kOutSiluMul>(a, n_blocks, slots, warps, opt, s);
   else
     launch_grouped_any<MT, 2, kOutSiluMul>(a, n_blocks, slots, warps, opt, s);
@@ -464,7 +476,9 @@ void launch_gate_up(const SkinnyArgs& a, int n_blocks, int slots, int rows, int 
 template <int MT>
 void launch_down(const SkinnyArgs& a, int n_blocks, int slots, int rows, int warps, const MoeOptions& opt,
                  cudaStream_t s) {
-  if (rows == 4)
+  if (rows == 8)
+    launch_grouped_r8<MT, kOutF32>(a, n_blocks, slots, warps, opt, s);
+  else if (rows == 4)
     launch_grouped_any<MT, 4, kOutF32>(a, n_blocks, slots, warps, opt, s);
   else if (rows == 2)
     launch_grouped_any<MT, 2, kOutF32>(a, n_blocks, slots, warps, opt, s);
@@ -717,11 +731,17 @@ void run_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const float* 
   a.pdl = pdl && opt.pipe != 0;
   a.plan_ready = false;
   const int gu_blocks = 2 * F / kW4TileN;
-  // Defaults from the H200 sweep on the Kimi-K2 layer (bench/cuda/results), pipelined kernel: gate/up 4 row blocks x
-  // 8 warps, down 4 x 8 (us at 1 / 8 / 64 / 256 tokens: 97.9 / 445.9 / 2701 / 3939; the register-staged kernel at
-  // its H100 defaults, gate/up 4 x 8 and down 4 x 4, in the same run: 103 / 485 / 2898 / 4463).
-  const int gu_rows = (opt.gu_rows == 2 || gu_blocks % 4 != 0) ? 2 : 4;
-  const int gu_warps = opt.gu_warps == 4 || opt.gu_warps == 8 || opt.gu_warps == 16 ? opt.gu_warps : 8;
+  // Defaults from the H200 sweeps on the Kimi-K2 layer (bench/cuda/results), pipelined kernel: at <= 8 tokens gate/up
+  // 4 row blocks x 8 warps and down 8 x 4; above, gate/up 8 x 4 and down 4 x 8 (same-run sweep, us at 1 / 8 / 64 /
+  // 256 tokens, both 4 x 8: 90 / 445 / 2929 / 3950; down 8 x 4: 86 / 410 / 2696 / 4037; gate/up 8 x 4: 95 / 444 /
+  // 2620 / 3847). Fewer, longer CTAs: down's K = 2048 gives a 4 x 8 CTA only 4 k tiles per warp. The register-staged
+  // kernel (no R8) keeps its H100 defaults, gate/up 4 x 8 and down 4 x 4.
+  const bool few = T <= 8, pipe = opt.pipe != 0;
+  const int gu_want = opt.gu_rows == 2 || opt.gu_rows == 4 || opt.gu_rows == 8 ? opt.gu_rows : pipe && !few ? 8 : 4;
+  const int gu_rows = gu_want == 8 && pipe && gu_blocks % 8 == 0 ? 8 : gu_want != 2 && gu_blocks % 4 == 0 ? 4 : 2;
+  const int gu_warps = opt.gu_warps == 4 || opt.gu_warps == 8 || opt.gu_warps == 16 ? opt.gu_warps
+                       : gu_rows == 8                                                ? 4
+                                                                                     : 8;
   if (T <= 8)
     launch_gate_up<1>(a, gu_blocks, slots, gu_rows, gu_warps, opt, s);
   else
@@ -739,9 +759,13 @@ void run_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const float* 
   b.ldy = D;
   b.plan_ready = true;
   const int dn_blocks = D / kW4TileN;
-  int dn_rows = opt.dn_rows == 1 || opt.dn_rows == 2 || opt.dn_rows == 4 ? opt.dn_rows : 4;
-  if (dn_blocks % dn_rows != 0) dn_rows = 1;
-  const int dn_warps = opt.dn_warps == 4 || opt.dn_warps == 8 || opt.dn_warps == 16 ? opt.dn_warps : opt.pipe == 0 ? 4 : 8;
+  int dn_rows = opt.dn_rows == 1 || opt.dn_rows == 2 || opt.dn_rows == 4 || (opt.dn_rows == 8 && pipe) ? opt.dn_rows
+                : pipe && few                                                                          ? 8
+                                                                                                       : 4;
+  if (dn_blocks % dn_rows != 0) dn_rows = dn_blocks % 4 == 0 ? 4 : 1;
+  const int dn_warps = opt.dn_warps == 4 || opt.dn_warps == 8 || opt.dn_warps == 16 ? opt.dn_warps
+                       : !pipe || dn_rows == 8                                       ? 4
+                                                                                     : 8;
   if (T <= 8)
     launch_down<1>(b, dn_blocks, slots, dn_rows, dn_warps, opt, s);
   else
