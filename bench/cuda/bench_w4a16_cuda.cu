@@ -655,17 +655,18 @@ void bench_moe(Env& env) {
     }
     {  // the launch chain: PDL and the router GEMV (T <= kMoeRouterGemvMaxT, else cuBLAS) on and off
       char b[160];
-      double t[3];
-      for (int v = 0; v < 3; v++) {
+      double t[4];
+      for (int v = 0; v < 4; v++) {
         MoeOptions o;
         o.pdl = v == 0 ? 0 : 1;
         o.front = v == 1 ? 0 : 1;
         if (v == 2) o.pdl = o.front = 0;
+        if (v == 3) o.gu_rows = o.dn_rows = 4, o.gu_warps = o.dn_warps = 8;  // the tiles before R8
         t[v] = time_us(
             [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
             copies, env.reps, s);
       }
-      std::snprintf(b, sizeof b, "| %d | %.1f | %.1f | %.1f | %.1f |", T, us, t[0], t[1], t[2]);
+      std::snprintf(b, sizeof b, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f |", T, us, t[0], t[1], t[2], t[3]);
       chain_rows.push_back(b);
     }
     {  // where the layer's time goes: stream-ordered events after each launch (no graph), behind a spin kernel so
@@ -718,7 +719,8 @@ void bench_moe(Env& env) {
   std::printf("| tokens | experts run | MB touched | us | GB/s | %% of copy BW | floor us |\n|---|---|---|---|---|---|---|\n");
   for (auto& row : rows) std::printf("%s\n", row.c_str());
   std::printf("\n## MoE launch chain (us, same run): default (PDL chain; T <= 2: our router GEMV) | no PDL | cuBLAS "
-              "router | neither\n\n| tokens | default | no PDL | cuBLAS router | neither |\n|---|---|---|---|---|\n");
+              "router | neither | R4 x W8 for both GEMMs\n\n| tokens | default | no PDL | cuBLAS router | neither | R4 x W8 "
+              "|\n|---|---|---|---|---|---|\n");
   for (auto& row : chain_rows) std::printf("%s\n", row.c_str());
   std::printf("\n## MoE stages (us between CUDA events recorded after each launch; plain stream launches, no graph, "
               "so launch gaps are included)\n\n| tokens | router GEMM | routing | plan | gate/up | down | combine | "
