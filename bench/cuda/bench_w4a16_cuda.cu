@@ -597,8 +597,13 @@ void bench_moe(Env& env) {
       active += h;
     }
     active /= copies;
-    const double us = time_us(
-        [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s); }, copies, env.reps, s);
+    // One layer per replay over the token batches, with options o.
+    auto time_moe = [&](const MoeOptions& o, int reps) {
+      auto layer = [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); };
+      return time_us(layer, copies, reps, s);
+    };
+    const int sweep_reps = std::max(5, env.reps / 5);
+    const double us = time_moe(MoeOptions{}, env.reps);
     if (env.sweep && env.moe_sweep) {
       std::string row = "| " + std::to_string(T) + " |";
       // The register-staged kernel at its defaults, then the pipelined one (the default) over the configurations.
@@ -616,9 +621,7 @@ void bench_moe(Env& env) {
                   o.dn_rows = dr;
                   o.dn_warps = dw;
                 }
-                const double t = time_us(
-                    [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
-                    copies, std::max(5, env.reps / 5), s);
+                const double t = time_moe(o, sweep_reps);
                 char b[64];
                 if (pipe)
                   std::snprintf(b, sizeof b, " g%dx%d d%dx%d %.0f |", gr, gw, dr, dw, t);
@@ -633,9 +636,7 @@ void bench_moe(Env& env) {
         o.gu_warps = gw;
         o.dn_rows = dr;
         o.dn_warps = dw;
-        const double t = time_us(
-            [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
-            copies, std::max(5, env.reps / 5), s);
+        const double t = time_moe(o, sweep_reps);
         char b[64];
         std::snprintf(b, sizeof b, " g%dx%d d%dx%d %.0f |", gr, gw, dr, dw, t);
         row += b;
@@ -643,9 +644,7 @@ void bench_moe(Env& env) {
       for (int st : {2, 3, 6, 8}) {
         MoeOptions o;
         o.stages = st;
-        const double t = time_us(
-            [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
-            copies, std::max(5, env.reps / 5), s);
+        const double t = time_moe(o, sweep_reps);
         char b[64];
         std::snprintf(b, sizeof b, " default S%d %.0f |", st, t);
         row += b;
@@ -662,9 +661,7 @@ void bench_moe(Env& env) {
         o.front = v == 1 ? 0 : 1;
         if (v == 2) o.pdl = o.front = 0;
         if (v == 3) o.gu_rows = o.dn_rows = 4, o.gu_warps = o.dn_warps = 8;  // the tiles before R8
-        t[v] = time_us(
-            [&](int c) { w4a16_moe_forward(L, r, xs[size_t(c)], T, nullptr, y, false, ws, wsb, s, nullptr, o); },
-            copies, env.reps, s);
+        t[v] = time_moe(o, env.reps);
       }
       std::snprintf(b, sizeof b, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f |", T, us, t[0], t[1], t[2], t[3]);
       chain_rows.push_back(b);

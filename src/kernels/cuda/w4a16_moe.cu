@@ -56,30 +56,21 @@ __device__ double block_sum(double v, double* sh) {
   return r;
 }
 
-struct RouteSmem {
-  float score[kMaxExperts], choice[kMaxExperts];
-  float shf[32];
-  double shd[32];
-  float gscore[64];
-  int keep[64];
-  float best_v[32];
-  int best_i[32];
-  int sel[kMaxTopK];
-};
-
-// Token m, by the whole CTA: scores, choice = score + bias, group limiting, top-k, weights (HF semantics, as
-// moe_route_f32 on the CPU). logits [T, E] -> ids/weights [T, k]. Ends with the CTA synchronised.
-__device__ void route_token(const float* logits, const MoeRouting& p, int m, int* ids, float* weights, RouteSmem& sm) {
-  float* score = sm.score;
-  float* choice = sm.choice;
-  float* shf = sm.shf;
-  double* shd = sm.shd;
-  float* gscore = sm.gscore;
-  int* keep = sm.keep;
-  float* best_v = sm.best_v;
-  int* best_i = sm.best_i;
-  int* sel = sm.sel;
-  const int E = p.n_experts, tid = threadIdx.x;
+// One CTA per token: scores, choice = score + bias, group limiting, top-k, weights (HF semantics, as
+// moe_route_f32 on the CPU). logits [T, E] -> ids/weights [T, k]. PDL: waits for the logits' kernel.
+__global__ void __launch_bounds__(kRouteThreads) moe_route_kernel(const float* __restrict__ logits, MoeRouting p,
+                                                                  int* __restrict__ ids, float* __restrict__ weights) {
+  __shared__ float score[kMaxExperts], choice[kMaxExperts];
+  __shared__ float shf[32];
+  __shared__ double shd[32];
+  __shared__ float gscore[64];
+  __shared__ int keep[64];
+  __shared__ float best_v[32];
+  __shared__ int best_i[32];
+  __shared__ int sel[kMaxTopK];
+  pdl_wait();
+  pdl_launch_dependents();
+  const int E = p.n_experts, m = blockIdx.x, tid = threadIdx.x;
   const float* l = logits + size_t(m) * E;
   if (p.sigmoid) {
     for (int e = tid; e < E; e += blockDim.x) score[e] = 1.0f / (1.0f + expf(-l[e]));
@@ -172,16 +163,6 @@ __device__ void route_token(const float* logits, const MoeRouting& p, int m, int
       weights[size_t(m) * p.top_k + r] = w;
     }
   }
-  __syncthreads();
-}
-
-// One CTA per token. PDL: waits for the logits' kernel.
-__global__ void __launch_bounds__(kRouteThreads) moe_route_kernel(const float* __restrict__ logits, MoeRouting p,
-                                                                  int* __restrict__ ids, float* __restrict__ weights) {
-  __shared__ RouteSmem sm;
-  pdl_wait();
-  pdl_launch_dependents();
-  route_token(logits, p, blockIdx.x, ids, weights, sm);
 }
 
 // Outputs of the permutation plan (workspace, device).
@@ -195,23 +176,17 @@ struct PlanOut {
   int* row_token;  // [rows] token of each permuted row
 };
 
-struct PlanSmem {
-  int cnt[kMaxExperts + 1], off[kMaxExperts + 1];
-};
-
-// By the whole CTA: counts per expert, exclusive offsets, the active list (ascending; shared expert E last), the
-// permuted row of every (token, j) and the token of every permuted row.
-__device__ void build_plan(const int* ids, int T, int k, int E, int shared, const PlanOut& out, PlanSmem& sm) {
-  int* cnt = sm.cnt;
-  int* off = sm.off;
-  int* rank = out.rank;
-  int* active = out.active;
-  int* offset = out.offset;
-  int* count = out.count;
+// One CTA: counts per expert, exclusive offsets, the active list (ascending; shared expert E last), the
+// permuted row of every (token, j) and the token of every permuted row. PDL: waits for the routing's kernel.
+__global__ void __launch_bounds__(1024) moe_plan_kernel(const int* __restrict__ ids, int T, int k, int E, int shared,
+                                                        PlanOut out) {
+  __shared__ int cnt[kMaxExperts + 1], off[kMaxExperts + 1];
+  pdl_wait();
+  pdl_launch_dependents();
   const int tid = threadIdx.x, n = E + 1, na = T * k;
   for (int e = tid; e < n; e += blockDim.x) cnt[e] = 0;
   __syncthreads();
-  for (int a = tid; a < na; a += blockDim.x) rank[a] = atomicAdd(&cnt[ids[a]], 1);
+  for (int a = tid; a < na; a += blockDim.x) out.rank[a] = atomicAdd(&cnt[ids[a]], 1);
   __syncthreads();
   if (tid == 0) cnt[E] = shared ? T : 0;
   __syncthreads();
@@ -233,30 +208,21 @@ __device__ void build_plan(const int* ids, int T, int k, int E, int shared, cons
     int run = is - s, act = ic - c;
     for (int e = lo; e < hi; e++) {
       off[e] = run;
-      offset[e] = run;
-      count[e] = cnt[e];
-      if (cnt[e] > 0) active[act++] = e;
+      out.offset[e] = run;
+      out.count[e] = cnt[e];
+      if (cnt[e] > 0) out.active[act++] = e;
       run += cnt[e];
     }
     if (lane == 31) *out.n_active = ic;
   }
   __syncthreads();
   for (int a = tid; a < na; a += blockDim.x) {
-    const int slot = off[ids[a]] + rank[a];
+    const int slot = off[ids[a]] + out.rank[a];
     out.slot_of[a] = slot;
     out.row_token[slot] = a / k;
   }
   if (shared)
     for (int m = tid; m < T; m += blockDim.x) out.row_token[off[E] + m] = m;
-}
-
-// One CTA: the plan of given ids. PDL: waits for the routing's kernel.
-__global__ void __launch_bounds__(1024) moe_plan_kernel(const int* __restrict__ ids, int T, int k, int E, int shared,
-                                                        PlanOut o) {
-  __shared__ PlanSmem sm;
-  pdl_wait();
-  pdl_launch_dependents();
-  build_plan(ids, T, k, E, shared, o, sm);
 }
 
 // Router logits of T <= kFrontMaxT tokens (used up to kMoeRouterGemvMaxT): logits[t][e] = x[t] . router[e] (bf16
