@@ -606,39 +606,31 @@ void bench_moe(Env& env) {
     const double us = time_moe(MoeOptions{}, env.reps);
     if (env.sweep && env.moe_sweep) {
       std::string row = "| " + std::to_string(T) + " |";
-      // The register-staged kernel at its defaults, then the pipelined one (the default) over the configurations.
-      for (int pipe : {0, 1})
-        for (int gr : {2, 4})
-          for (int gw : {4, 8, 16})
-            for (int dr : {1, 2, 4})
-              for (int dw : {4, 8, 16}) {
-                if (!pipe && (gr != 2 || gw != 4 || dr != 1 || dw != 4)) continue;
-                MoeOptions o;
-                o.pipe = pipe;
-                if (pipe) {
-                  o.gu_rows = gr;
-                  o.gu_warps = gw;
-                  o.dn_rows = dr;
-                  o.dn_warps = dw;
-                }
-                const double t = time_moe(o, sweep_reps);
-                char b[64];
-                if (pipe)
-                  std::snprintf(b, sizeof b, " g%dx%d d%dx%d %.0f |", gr, gw, dr, dw, t);
-                else
-                  std::snprintf(b, sizeof b, " regs default %.0f |", t);
-                row += b;
-              }
-      // R8 (fewer, longer CTAs: down's K = 2048 gives 4 k tiles per warp at R4 W8) and the default at other depths.
-      for (auto [gr, gw, dr, dw] : {std::array<int, 4>{4, 8, 8, 4}, {4, 8, 8, 8}, {8, 4, 4, 8}, {8, 8, 4, 8}, {8, 4, 8, 4}}) {
+      // The register-staged kernel at its defaults, then the pipelined one (the default) over the tile shapes: R2/R4
+      // gate/up and R1/R2/R4 down at 4, 8, 16 warps each, and R8 (fewer, longer CTAs: down's K = 2048 gives an R4 x W8
+      // CTA 4 k tiles per warp); then the default at other ring depths.
+      {
+        MoeOptions o;
+        o.pipe = 0;
+        char b[64];
+        std::snprintf(b, sizeof b, " regs default %.0f |", time_moe(o, sweep_reps));
+        row += b;
+      }
+      std::vector<std::array<int, 4>> tiles;  // gate/up rows, warps, down rows, warps
+      for (int gr : {2, 4})
+        for (int gw : {4, 8, 16})
+          for (int dr : {1, 2, 4})
+            for (int dw : {4, 8, 16}) tiles.push_back({gr, gw, dr, dw});
+      for (auto t : {std::array<int, 4>{4, 8, 8, 4}, {4, 8, 8, 8}, {8, 4, 4, 8}, {8, 8, 4, 8}, {8, 4, 8, 4}})
+        tiles.push_back(t);
+      for (auto [gr, gw, dr, dw] : tiles) {
         MoeOptions o;
         o.gu_rows = gr;
         o.gu_warps = gw;
         o.dn_rows = dr;
         o.dn_warps = dw;
-        const double t = time_moe(o, sweep_reps);
         char b[64];
-        std::snprintf(b, sizeof b, " g%dx%d d%dx%d %.0f |", gr, gw, dr, dw, t);
+        std::snprintf(b, sizeof b, " g%dx%d d%dx%d %.0f |", gr, gw, dr, dw, time_moe(o, sweep_reps));
         row += b;
       }
       for (int st : {2, 3, 6, 8}) {
