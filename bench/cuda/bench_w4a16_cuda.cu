@@ -650,8 +650,8 @@ void bench_moe(Env& env) {
       for (int v = 0; v < 4; v++) {
         MoeOptions o;
         o.pdl = v == 0 ? 0 : 1;
-        o.front = v == 1 ? 0 : 1;
-        if (v == 2) o.pdl = o.front = 0;
+        o.router_gemv = v == 1 ? 0 : 1;
+        if (v == 2) o.pdl = o.router_gemv = 0;
         if (v == 3) o.gu_rows = o.dn_rows = 4, o.gu_warps = o.dn_warps = 8;  // the tiles before R8
         t[v] = time_moe(o, env.reps);
       }

@@ -86,7 +86,7 @@ struct MoeOptions {
   // Chain the layer's launches with programmatic dependent launch (1, the default) or launch them plainly (0).
   int pdl = 1;
   // Router logits of up to kMoeRouterGemvMaxT tokens: our GEMV (1, the default) or cuBLAS (0, as for more tokens).
-  int front = 1;
+  int router_gemv = 1;
   // Profiling: six cudaEvent_t (as void*) recorded on the stream after the router GEMM, the routing, the plan, the
   // gate/up GEMM, the down GEMM and the combine (w4a16_moe_experts records the last four); nullptr: none.
   void* const* stage_events = nullptr;

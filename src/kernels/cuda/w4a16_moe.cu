@@ -225,24 +225,24 @@ __global__ void __launch_bounds__(1024) moe_plan_kernel(const int* __restrict__ 
     for (int m = tid; m < T; m += blockDim.x) out.row_token[off[E] + m] = m;
 }
 
-// Router logits of T <= kFrontMaxT tokens (used up to kMoeRouterGemvMaxT): logits[t][e] = x[t] . router[e] (bf16
+// Router logits of T <= kGemvMaxT tokens (used up to kMoeRouterGemvMaxT): logits[t][e] = x[t] . router[e] (bf16
 // products, f32 sums). A CTA takes kGemvRows expert rows; each thread issues all of its 16-byte router loads for them
 // before any math (the router streams once: many bytes in flight), and reuses each x chunk across the rows. At one
 // token it beats cuBLAS, which spends ~8 us on these 5.5 MB (Kimi-K2, H200); its x loads grow with T.
-constexpr int kFrontMaxT = 8, kGemvRows = 4, kGemvThreads = 256, kGemvIters = 4;
+constexpr int kGemvMaxT = 8, kGemvRows = 4, kGemvThreads = 256, kGemvIters = 4;
 __global__ void __launch_bounds__(kGemvThreads, 1) moe_router_gemv_kernel(const uint16_t* __restrict__ x, int T, int D,
                                                                        const uint16_t* __restrict__ router, int E,
                                                                        float* __restrict__ logits) {
-  __shared__ float red[kGemvThreads / 32][kGemvRows * kFrontMaxT];
+  __shared__ float red[kGemvThreads / 32][kGemvRows * kGemvMaxT];
   pdl_wait();  // x: the previous kernel's output
   pdl_launch_dependents();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, e0 = blockIdx.x * kGemvRows;
   const int chunks = D / 8;  // 16-byte chunks of a row
-  float acc[kGemvRows][kFrontMaxT];
+  float acc[kGemvRows][kGemvMaxT];
 #pragma unroll
   for (int r = 0; r < kGemvRows; r++)
 #pragma unroll
-    for (int t = 0; t < kFrontMaxT; t++) acc[r][t] = 0.f;
+    for (int t = 0; t < kGemvMaxT; t++) acc[r][t] = 0.f;
   for (int base = 0; base < chunks; base += kGemvThreads * kGemvIters) {
     uint4 rv[kGemvIters][kGemvRows];
 #pragma unroll
@@ -258,7 +258,7 @@ __global__ void __launch_bounds__(kGemvThreads, 1) moe_router_gemv_kernel(const 
       const int c = base + i * kGemvThreads + tid;
       if (c >= chunks) break;
 #pragma unroll
-      for (int t = 0; t < kFrontMaxT; t++) {
+      for (int t = 0; t < kGemvMaxT; t++) {
         if (t >= T) break;
         const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + size_t(t) * D) + c);
         const uint32_t xw[4] = {xv.x, xv.y, xv.z, xv.w};
@@ -277,14 +277,14 @@ __global__ void __launch_bounds__(kGemvThreads, 1) moe_router_gemv_kernel(const 
 #pragma unroll
   for (int r = 0; r < kGemvRows; r++)
 #pragma unroll
-    for (int t = 0; t < kFrontMaxT; t++) {
+    for (int t = 0; t < kGemvMaxT; t++) {
       float v = acc[r][t];
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) red[warp][r * kFrontMaxT + t] = v;
+      if (lane == 0) red[warp][r * kGemvMaxT + t] = v;
     }
   __syncthreads();
-  if (tid < kGemvRows * kFrontMaxT) {
-    const int r = tid / kFrontMaxT, t = tid % kFrontMaxT;
+  if (tid < kGemvRows * kGemvMaxT) {
+    const int r = tid / kGemvMaxT, t = tid % kGemvMaxT;
     float v = 0.f;
     for (int w = 0; w < kGemvThreads / 32; w++) v += red[w][tid];
     if (t < T && e0 + r < E) logits[size_t(t) * E + e0 + r] = v;
@@ -497,13 +497,6 @@ MoeWs carve(void* base, const W4A16MoeLayer& L, int k, int T) {
   return w;
 }
 
-PlanOut plan_out(const MoeWs& w) {
-  return PlanOut{w.rank, w.n_active, w.active, w.offset, w.count, w.slot_of, w.row_token};
-}
-
-void run_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const float* weights, int k, float* y,
-                 bool accumulate, const MoeWs& w, cudaStream_t s, const MoeOptions& opt);
-
 }  // namespace
 
 W4A16MoeLayer w4a16_moe_create(int n_experts, int d_model, int d_ffn, bool has_shared) {
@@ -617,18 +610,15 @@ void w4a16_moe_forward(const W4A16MoeLayer& L, const MoeRouting& r, const uint16
   // The layer's launches are chained with programmatic dependent launch (each may start while the previous one
   // ends, and waits for it before touching its outputs), except the cuBLAS router GEMM.
   const bool pdl = opt.pdl != 0;
-  const bool front = T <= kMoeRouterGemvMaxT && opt.front != 0;
-  static_assert(kMoeRouterGemvMaxT <= kFrontMaxT, "the GEMV holds kFrontMaxT tokens' sums");
+  static_assert(kMoeRouterGemvMaxT <= kGemvMaxT, "the GEMV holds kGemvMaxT tokens' sums");
   // 1. Router logits unless given: for a few tokens our GEMV, else cuBLAS (bf16 GEMM, f32 out).
-  if (!logits && front) {
-    if (!L.router) throw Error("w4a16_moe_forward: no logits and no router weight");
-    if (D % 8 != 0) throw Error("w4a16_moe_forward: d_model must be a multiple of 8");
+  if (!logits && !L.router) throw Error("w4a16_moe_forward: no logits and no router weight");
+  if (!logits && T <= kMoeRouterGemvMaxT && opt.router_gemv != 0) {
     launch_k(moe_router_gemv_kernel, dim3(unsigned((E + kGemvRows - 1) / kGemvRows)), dim3(kGemvThreads), 0, s, pdl,
              x, T, D, L.router, E, w.logits);
     logits = w.logits;
   }
   if (!logits) {
-    if (!L.router) throw Error("w4a16_moe_forward: no logits and no router weight");
     cublasHandle_t h = blas_handle();
     if (cublasSetStream(h, s) != CUBLAS_STATUS_SUCCESS) throw Error("w4a16_moe: cublasSetStream failed");
     const float one = 1.f, zero = 0.f;
@@ -658,25 +648,17 @@ void w4a16_moe_forward(const W4A16MoeLayer& L, const MoeRouting& r, const uint16
 void w4a16_moe_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const int* ids, const float* weights, int k,
                        float* y, bool accumulate, void* workspace, size_t workspace_bytes, void* stream,
                        const MoeOptions& opt) {
-  const int E = L.n_experts;
+  const int E = L.n_experts, D = L.d_model, F = L.d_ffn;
   if (k <= 0 || k > kMaxTopK || k > E) throw Error("w4a16_moe_experts: top_k must be in 1..min(32, E)");
   if (T <= 0) return;
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0) throw Error("w4a16_moe_experts: x must be 16-byte aligned");
   const MoeWs w = carve(workspace, L, k, T);
   if (!workspace || workspace_bytes < w.bytes) throw Error("w4a16_moe_experts: workspace too small");
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  launch_k(moe_plan_kernel, dim3(1), dim3(1024), 0, s, opt.pdl != 0, ids, T, k, E, L.has_shared ? 1 : 0, plan_out(w));
-  mark_stage(opt, 2, s);
-  run_experts(L, x, T, weights, k, y, accumulate, w, s, opt);
-}
-
-namespace {
-
-// 4.-5. on a built plan: grouped gate/up and down over the active experts, weighted combine (+ shared expert).
-void run_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const float* weights, int k, float* y,
-                 bool accumulate, const MoeWs& w, cudaStream_t s, const MoeOptions& opt) {
-  const int E = L.n_experts, D = L.d_model, F = L.d_ffn;
   const bool pdl = opt.pdl != 0;
+  const PlanOut plan{w.rank, w.n_active, w.active, w.offset, w.count, w.slot_of, w.row_token};
+  launch_k(moe_plan_kernel, dim3(1), dim3(1024), 0, s, pdl, ids, T, k, E, L.has_shared ? 1 : 0, plan);
+  mark_stage(opt, 2, s);
 
   // 4. Grouped gate/up (+ SiLU * up) and down over the active experts: grid.y = the most experts that can be active.
   const int slots = std::min(E, T * k) + (L.has_shared ? 1 : 0);
@@ -745,7 +727,5 @@ void run_experts(const W4A16MoeLayer& L, const uint16_t* x, int T, const float* 
            y, accumulate ? 1 : 0);
   mark_stage(opt, 5, s);
 }
-
-}  // namespace
 
 }  // namespace strata::cuda
