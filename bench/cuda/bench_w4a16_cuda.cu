@@ -636,25 +636,23 @@ void bench_moe(Env& env) {
       for (int st : {2, 3, 6, 8}) {
         MoeOptions o;
         o.stages = st;
-        const double t = time_moe(o, sweep_reps);
         char b[64];
-        std::snprintf(b, sizeof b, " default S%d %.0f |", st, t);
+        std::snprintf(b, sizeof b, " default S%d %.0f |", st, time_moe(o, sweep_reps));
         row += b;
       }
       sweep.push_back(row);
       std::printf("%s\n", row.c_str());
     }
     {  // the launch chain: PDL and the router GEMV (T <= kMoeRouterGemvMaxT, else cuBLAS) on and off
-      char b[160];
+      MoeOptions v[4];  // no PDL | cuBLAS router | neither | the tiles before R8
+      v[0].pdl = 0;
+      v[1].router_gemv = 0;
+      v[2].pdl = v[2].router_gemv = 0;
+      v[3].gu_rows = v[3].dn_rows = 4;
+      v[3].gu_warps = v[3].dn_warps = 8;
       double t[4];
-      for (int v = 0; v < 4; v++) {
-        MoeOptions o;
-        o.pdl = v == 0 ? 0 : 1;
-        o.router_gemv = v == 1 ? 0 : 1;
-        if (v == 2) o.pdl = o.router_gemv = 0;
-        if (v == 3) o.gu_rows = o.dn_rows = 4, o.gu_warps = o.dn_warps = 8;  // the tiles before R8
-        t[v] = time_moe(o, env.reps);
-      }
+      for (int i = 0; i < 4; i++) t[i] = time_moe(v[i], env.reps);
+      char b[160];
       std::snprintf(b, sizeof b, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f |", T, us, t[0], t[1], t[2], t[3]);
       chain_rows.push_back(b);
     }
